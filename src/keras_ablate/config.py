@@ -1,0 +1,472 @@
+"""Experiment files: schema (pydantic), loading with located errors, and expansion into RunSpecs."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from keras_ablate import data as data_registry
+from keras_ablate.errors import ConfigError, suggest, unknown_name
+from keras_ablate.models.names import (
+    ACTIVATIONS,
+    ARCHITECTURES,
+    CLIP_KINDS,
+    NORMALIZATIONS,
+    OPTIMIZERS,
+)
+
+# Grid axes may also vary a dataset option: `dataset.seq_len: [10, 50]`.
+DATASET_AXIS_PREFIX = "dataset."
+
+
+def parse_clip(text: str) -> tuple[str, float | None]:
+    """Parse a clip level: 'none', 'value:0.5', 'norm:1.0' or 'global_norm:5'.
+
+    Returns:
+        (kind, threshold) with kind in {'none', 'value', 'norm', 'global_norm'}.
+    """
+    text = str(text).strip()
+    if text == "none":
+        return "none", None
+    kind, sep, value = text.partition(":")
+    if not sep or kind not in CLIP_KINDS:
+        raise ValueError(
+            f"clip must be 'none' or KIND:THRESHOLD with KIND in {', '.join(CLIP_KINDS)} "
+            f"(e.g. 'norm:1.0'), got '{text}'{suggest(kind, CLIP_KINDS)}"
+        )
+    try:
+        threshold = float(value)
+    except ValueError:
+        raise ValueError(f"clip threshold must be a number, got '{value}' in '{text}'") from None
+    if not threshold > 0:
+        raise ValueError(f"clip threshold must be > 0, got {threshold} in '{text}'")
+    return kind, threshold
+
+
+def _check_name(kind: str, value: str, choices) -> str:
+    if value not in choices:
+        raise ValueError(unknown_name(kind, value, choices))
+    return value
+
+
+class RunSettings(BaseModel):
+    """Every setting of one run. Each field name is the YAML key, the column and the hp name."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # The scientific axes.
+    architecture: str = Field("lstm", description="cnn | rnn | lstm | gru | mlp")
+    activation: str = Field("tanh", description="main nonlinearity; gates stay sigmoid")
+    normalization: str = Field("none", description="none | batch | layer")
+    clip: str = Field("none", description="none | value:X | norm:X | global_norm:X")
+    # Model size.
+    units: int = Field(32, ge=1, description="recurrent units / dense width")
+    depth: int = Field(1, ge=1, description="stacked recurrent layers, conv blocks or dense layers")
+    embed_dim: int = Field(32, ge=1, description="token embedding width")
+    filters: int = Field(32, ge=1, description="feature maps per CNN window")
+    kernel_sizes: tuple[int, ...] = Field((3, 4, 5), description="CNN n-gram windows (Kim 2014)")
+    pooling: Literal["max", "average"] = Field("max", description="CNN pooling over time")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before the output layer")
+    leaky_relu_slope: float = Field(0.2, ge=0.0, description="negative slope of leaky_relu")
+    # Optimization.
+    optimizer: str = Field("adam", description="adam | sgd | rmsprop | adamw")
+    learning_rate: float = Field(1e-3, gt=0.0)
+    batch_size: int = Field(64, ge=1)
+    epochs: int = Field(3, ge=1)
+    # Speed: XLA is off by default on CPU in Keras ("auto" -> False); on gives +10-25 %.
+    jit_compile: bool = Field(True, description="compile the train step with XLA")
+    steps_per_execution: int = Field(1, ge=1, description="train steps per tf.function call")
+
+    @field_validator("architecture")
+    @classmethod
+    def _architecture(cls, v: str) -> str:
+        return _check_name("architecture", v, ARCHITECTURES)
+
+    @field_validator("activation")
+    @classmethod
+    def _activation(cls, v: str) -> str:
+        return _check_name("activation", v, ACTIVATIONS)
+
+    @field_validator("normalization")
+    @classmethod
+    def _normalization(cls, v: str) -> str:
+        return _check_name("normalization", v, NORMALIZATIONS)
+
+    @field_validator("optimizer")
+    @classmethod
+    def _optimizer(cls, v: str) -> str:
+        return _check_name("optimizer", v, OPTIMIZERS)
+
+    @field_validator("clip", mode="before")
+    @classmethod
+    def _clip(cls, v: Any) -> str:
+        kind, threshold = parse_clip(v)
+        # One spelling per level, so 'norm:1' and 'norm:1.0' give the same run_id.
+        return "none" if kind == "none" else f"{kind}:{threshold!r}"
+
+    @field_validator("kernel_sizes")
+    @classmethod
+    def _kernel_sizes(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not v or any(k < 1 for k in v):
+            raise ValueError("kernel_sizes must be a non-empty list of positive window sizes")
+        return v
+
+
+SETTING_KEYS: tuple[str, ...] = tuple(RunSettings.model_fields)
+
+
+class DatasetSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+
+class AnalysisSection(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    metric: str | None = Field(None, description="history metric to compare, default val/<task metric>")
+    target_fraction: float = Field(0.9, gt=0, le=1, description="target = this x best run's final metric")
+    target: float | None = Field(None, description="absolute target (overrides target_fraction)")
+
+
+class Experiment(BaseModel):
+    """The whole experiment file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    dataset: DatasetSection
+    base: dict[str, Any] = Field(default_factory=dict)
+    grid: dict[str, list[Any]] = Field(default_factory=dict)
+    seeds: list[int] | int = Field(default_factory=lambda: [0])
+    exclude: list[dict[str, Any]] = Field(default_factory=list)
+    design: Literal["factorial", "one_at_a_time"] = "factorial"
+    reference: dict[str, Any] = Field(default_factory=dict, description="reference level per axis")
+    analysis: AnalysisSection = Field(default_factory=AnalysisSection)
+
+    @property
+    def seed_list(self) -> list[int]:
+        return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+    @property
+    def slug(self) -> str:
+        """Folder-safe version of the name."""
+        return re.sub(r"[^A-Za-z0-9_.-]+", "_", self.name).strip("._") or "experiment"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run: normalized settings, dataset and seed; run_id is a hash of exactly these."""
+
+    experiment: str
+    run_id: str
+    settings: dict[str, Any]
+    dataset: dict[str, Any]
+    seed: int
+    axes: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "experiment": self.experiment,
+            "run_id": self.run_id,
+            "settings": self.settings,
+            "dataset": self.dataset,
+            "seed": self.seed,
+            "axes": self.axes,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> RunSpec:
+        return cls(**d)
+
+    def label(self) -> str:
+        """Short human label: the axis levels that vary, then the seed."""
+        parts = [f"{k}={v}" for k, v in self.axes.items()]
+        return " ".join(parts + [f"seed={self.seed}"])
+
+
+def make_run_id(settings: dict[str, Any], dataset: dict[str, Any], seed: int) -> str:
+    """Stable id: key order and float spelling do not change it (inputs are normalized)."""
+    blob = json.dumps(
+        {"settings": settings, "dataset": dataset, "seed": int(seed)},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading with errors that say where.
+
+
+def _line_map(text: str) -> dict[tuple, int]:
+    """Map key paths ('grid', 'activation', 2) to 1-based line numbers in the YAML text."""
+    lines: dict[tuple, int] = {}
+
+    def walk(node, path):
+        lines[path] = node.start_mark.line + 1
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                walk(value, path + (key.value,))
+                lines[path + (key.value,)] = key.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, path + (i,))
+
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError:
+        return lines
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+class _Locator:
+    def __init__(self, source: str, text: str):
+        self.source = source
+        self.lines = _line_map(text)
+
+    def where(self, path: tuple) -> str:
+        # Use the deepest prefix of the path that has a line.
+        for cut in range(len(path), -1, -1):
+            if path[:cut] in self.lines:
+                return f"{self.source}:{self.lines[path[:cut]]}"
+        return self.source
+
+    def error(self, path: tuple, message: str) -> ConfigError:
+        key = _format_path(path)
+        return ConfigError(f"{self.where(path)}: {key}: {message}" if key else f"{self.where(path)}: {message}")
+
+
+def _format_path(path: tuple) -> str:
+    out = ""
+    for p in path:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def _pydantic_message(err: dict, model: type[BaseModel] | None) -> str:
+    if err["type"] == "extra_forbidden" and model is not None:
+        bad = err["loc"][-1]
+        valid = list(model.model_fields)
+        return f"unknown key '{bad}'{suggest(str(bad), valid)}; valid keys: {', '.join(valid)}"
+    msg = err["msg"]
+    # pydantic prefixes messages from our validators with "Value error, ".
+    return msg.removeprefix("Value error, ")
+
+
+def _raise_validation(loc: _Locator, prefix: tuple, exc: ValidationError, model) -> None:
+    messages = []
+    for err in exc.errors():
+        path = prefix + tuple(err["loc"])
+        messages.append(loc.error(path, _pydantic_message(err, model)).args[0])
+    raise ConfigError("\n".join(messages))
+
+
+def load_experiment(path: str | Path) -> tuple[Experiment, list[RunSpec]]:
+    """Read, validate and expand an experiment file.
+
+    Raises:
+        ConfigError: with file, line, key path and the valid choices.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"{path}: no such file")
+    text = path.read_text(encoding="utf-8")
+    return parse_experiment(text, source=str(path))
+
+
+def parse_experiment(text: str, source: str = "<string>") -> tuple[Experiment, list[RunSpec]]:
+    """Validate and expand experiment YAML text (see load_experiment)."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{where}: YAML syntax error: {problem}") from None
+    loc = _Locator(source, text)
+    if not isinstance(raw, dict):
+        raise loc.error((), "the file must be a mapping with at least 'name' and 'dataset'")
+    try:
+        exp = Experiment.model_validate(raw)
+    except ValidationError as exc:
+        _raise_validation(loc, (), exc, _model_for_loc(exc))
+    return exp, expand(exp, loc)
+
+
+def _model_for_loc(exc: ValidationError):
+    # Extra keys at the top level or in nested sections: pick the model whose fields to list.
+    loc = exc.errors()[0]["loc"]
+    return {(): Experiment, ("dataset",): DatasetSection, ("analysis",): AnalysisSection}.get(
+        tuple(loc[:-1]), Experiment
+    )
+
+
+def _validate_setting(loc, path, key, value, dataset_name):
+    """Validate one key=value (a base entry, an axis level, an exclude entry); return it normalized."""
+    if key.startswith(DATASET_AXIS_PREFIX):
+        option = key[len(DATASET_AXIS_PREFIX) :]
+        model = data_registry.get_entry(dataset_name).options_model()
+        if option not in model.model_fields:
+            raise loc.error(
+                path,
+                f"unknown option '{option}' of dataset '{dataset_name}'{suggest(option, model.model_fields)}; "
+                f"valid: {', '.join(model.model_fields)}",
+            )
+        try:
+            return model.model_validate({option: value}).model_dump(mode="json")[option]
+        except ValidationError as exc:
+            raise loc.error(path, _pydantic_message(exc.errors()[0], model)) from None
+    if key not in SETTING_KEYS:
+        raise loc.error(
+            path,
+            f"unknown setting '{key}'{suggest(key, SETTING_KEYS)}; valid settings: {', '.join(SETTING_KEYS)}"
+            f", or dataset.<option>",
+        )
+    try:
+        return RunSettings.model_validate({key: value}).model_dump(mode="json")[key]
+    except ValidationError as exc:
+        raise loc.error(path, _pydantic_message(exc.errors()[0], RunSettings)) from None
+
+
+def _freeze(v):
+    return json.dumps(v, sort_keys=True)
+
+
+def expand(exp: Experiment, loc: _Locator | None = None) -> list[RunSpec]:
+    """Expand the design into RunSpecs (factorial or one-at-a-time), minus exclusions."""
+    loc = loc or _Locator("<experiment>", "")
+    ds_name = exp.dataset.name
+    try:
+        ds_entry = data_registry.get_entry(ds_name)
+    except ConfigError as exc:
+        raise loc.error(("dataset", "name"), str(exc)) from None
+    try:
+        base_options = ds_entry.options_model().model_validate(exp.dataset.options)
+    except ValidationError as exc:
+        _raise_validation(loc, ("dataset", "options"), exc, ds_entry.options_model())
+    base = {}
+    for key, value in exp.base.items():
+        base[key] = _validate_setting(loc, ("base", key), key, value, ds_name)
+
+    axes: dict[str, list] = {}
+    for key, levels in exp.grid.items():
+        if not levels:
+            raise loc.error(("grid", key), "empty axis: give at least one level")
+        normalized = [_validate_setting(loc, ("grid", key, i), key, v, ds_name) for i, v in enumerate(levels)]
+        seen = set()
+        for i, v in enumerate(normalized):
+            if _freeze(v) in seen:
+                raise loc.error(("grid", key, i), f"level {v!r} appears twice")
+            seen.add(_freeze(v))
+        axes[key] = normalized
+
+    excludes = []
+    for j, rule in enumerate(exp.exclude):
+        if not rule:
+            raise loc.error(("exclude", j), "an exclude entry needs at least one key: level")
+        norm_rule = {}
+        for key, value in rule.items():
+            if key not in axes and key not in base and key not in SETTING_KEYS:
+                raise loc.error(("exclude", j, key), f"'{key}' is not an axis or setting of this grid")
+            norm_rule[key] = _validate_setting(loc, ("exclude", j, key), key, value, ds_name)
+        excludes.append(norm_rule)
+
+    for key, value in exp.reference.items():
+        if key not in axes:
+            raise loc.error(("reference", key), f"'{key}' is not a grid axis; axes: {', '.join(axes)}")
+        level = _validate_setting(loc, ("reference", key), key, value, ds_name)
+        if _freeze(level) not in {_freeze(v) for v in axes[key]}:
+            raise loc.error(("reference", key), f"{value!r} is not a level of axis '{key}': {axes[key]}")
+
+    combos = list(_design(axes, exp.design))
+    seeds = exp.seed_list
+    if not seeds:
+        raise loc.error(("seeds",), "give at least one seed")
+    specs: list[RunSpec] = []
+    for combo in combos:
+        merged = {**base, **combo}
+        if any(all(_freeze(merged.get(k)) == _freeze(v) for k, v in rule.items()) for rule in excludes):
+            continue
+        settings_in = {k: v for k, v in merged.items() if not k.startswith(DATASET_AXIS_PREFIX)}
+        options_in = {
+            **exp.dataset.options,
+            **{k[len(DATASET_AXIS_PREFIX) :]: v for k, v in merged.items() if k.startswith(DATASET_AXIS_PREFIX)},
+        }
+        try:
+            settings = RunSettings.model_validate(settings_in).model_dump(mode="json")
+            options = ds_entry.options_model().model_validate(options_in).model_dump(mode="json")
+        except ValidationError as exc:
+            raise loc.error(("grid",), f"the combination {combo} is invalid: {exc.errors()[0]['msg']}") from None
+        dataset = {"name": ds_name, "options": options}
+        for seed in seeds:
+            specs.append(
+                RunSpec(
+                    experiment=exp.name,
+                    run_id=make_run_id(settings, dataset, seed),
+                    settings=settings,
+                    dataset=dataset,
+                    seed=int(seed),
+                    axes=dict(combo),
+                )
+            )
+    del base_options
+    if not specs:
+        raise loc.error(("exclude",), "every run of the grid is excluded: nothing to run")
+    return specs
+
+
+def _design(axes: dict[str, list], design: str):
+    if not axes:
+        yield {}
+        return
+    keys = list(axes)
+    if design == "factorial":
+        for values in itertools.product(*(axes[k] for k in keys)):
+            yield dict(zip(keys, values))
+        return
+    baseline = {k: axes[k][0] for k in keys}
+    yield dict(baseline)
+    for k in keys:
+        for level in axes[k][1:]:
+            yield {**baseline, k: level}
+
+
+def filter_specs(specs: list[RunSpec], filters: list[str], source: str = "--filter") -> list[RunSpec]:
+    """Keep runs whose axis/setting values match every 'key=level' filter (levels compared as text)."""
+    wanted: dict[str, set[str]] = {}
+    for f in filters:
+        key, sep, value = f.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{source}: '{f}' must look like axis=level")
+        if key not in SETTING_KEYS and not key.startswith(DATASET_AXIS_PREFIX):
+            raise ConfigError(f"{source}: unknown key '{key}'{suggest(key, SETTING_KEYS)}")
+        wanted.setdefault(key, set()).add(value)
+
+    def value_of(spec: RunSpec, key: str) -> str:
+        if key.startswith(DATASET_AXIS_PREFIX):
+            return str(spec.dataset["options"].get(key[len(DATASET_AXIS_PREFIX) :]))
+        return str(spec.settings[key])
+
+    def matches(spec: RunSpec) -> bool:
+        for key, values in wanted.items():
+            normalized = set(values)
+            if key == "clip":
+                normalized = {RunSettings(clip=v).clip for v in values}
+            if value_of(spec, key) not in normalized:
+                return False
+        return True
+
+    return [s for s in specs if matches(s)]

@@ -1,0 +1,116 @@
+"""Dataset registry: YAML names -> option schemas and loaders, with an in-memory and on-disk cache.
+
+Importing this module does not import TensorFlow; loaders that need Keras import it lazily.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import os
+import pickle
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from pydantic import BaseModel
+
+from keras_ablate.data.base import Dataset
+from keras_ablate.errors import ConfigError, unknown_name
+
+
+@dataclass(frozen=True)
+class DatasetEntry:
+    """Where a dataset's option schema and loader live ("module:attribute" strings, imported lazily)."""
+
+    options: str
+    loader: str
+    # Whether the result may be pickled to the disk cache (loaders with their own cache say False).
+    disk_cache: bool = True
+
+    def options_model(self) -> type[BaseModel]:
+        return _resolve(self.options)
+
+    def load_fn(self) -> Callable[[BaseModel], Dataset]:
+        return _resolve(self.loader)
+
+
+DATASETS: dict[str, DatasetEntry] = {
+    "ngram": DatasetEntry("keras_ablate.data.synthetic:NgramOptions", "keras_ablate.data.synthetic:ngram"),
+    "recall": DatasetEntry("keras_ablate.data.synthetic:RecallOptions", "keras_ablate.data.synthetic:recall"),
+    "adding": DatasetEntry("keras_ablate.data.synthetic:AddingOptions", "keras_ablate.data.synthetic:adding"),
+    # Real text and user files cache themselves, keyed by the source file's content as well as the options.
+    "rotten_tomatoes": DatasetEntry(
+        "keras_ablate.data.text:RottenTomatoesOptions", "keras_ablate.data.text:rotten_tomatoes", disk_cache=False
+    ),
+    "imdb": DatasetEntry("keras_ablate.data.text:ImdbOptions", "keras_ablate.data.text:imdb", disk_cache=False),
+    "csv": DatasetEntry("keras_ablate.data.text:CsvOptions", "keras_ablate.data.text:csv_file", disk_cache=False),
+    "tsv": DatasetEntry("keras_ablate.data.text:TsvOptions", "keras_ablate.data.text:tsv_file", disk_cache=False),
+    "jsonl": DatasetEntry("keras_ablate.data.text:JsonlOptions", "keras_ablate.data.text:jsonl_file", disk_cache=False),
+}
+
+_MEMORY: dict[str, Dataset] = {}
+
+
+def _resolve(path: str):
+    module, attr = path.split(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def get_entry(name: str) -> DatasetEntry:
+    if name not in DATASETS:
+        raise ConfigError(unknown_name("dataset", name, DATASETS))
+    return DATASETS[name]
+
+
+def validate_options(name: str, options: dict) -> BaseModel:
+    """Validate a dataset's options against its schema (raises pydantic.ValidationError)."""
+    return get_entry(name).options_model().model_validate(options)
+
+
+def dataset_key(name: str, options: dict) -> str:
+    """A short stable hash of the normalized dataset setting (used for caching)."""
+    opts = validate_options(name, options).model_dump(mode="json")
+    blob = json.dumps({"name": name, "options": opts}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("KERAS_ABLATE_CACHE", Path.home() / ".cache" / "keras-ablate"))
+
+
+def load_dataset(name: str, options: dict | None = None, use_disk_cache: bool = True) -> Dataset:
+    """Load (or generate) a dataset once per distinct setting; later calls hit the caches."""
+    options = options or {}
+    entry = get_entry(name)
+    opts = entry.options_model().model_validate(options)
+    key = dataset_key(name, options)
+    if key in _MEMORY:
+        return _MEMORY[key]
+    path = cache_dir() / "datasets" / f"{name}-{key}.pkl"
+    data = None
+    if use_disk_cache and entry.disk_cache and path.exists():
+        try:
+            with open(path, "rb") as f:
+                data = pickle.load(f)
+        except Exception:  # A corrupt cache file is rebuilt, never trusted.
+            data = None
+    if data is None:
+        data = entry.load_fn()(opts)
+        if use_disk_cache and entry.disk_cache:
+            _atomic_pickle(data, path)
+    _MEMORY[key] = data
+    return data
+
+
+def _atomic_pickle(obj, path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # A read-only cache folder only costs speed.

@@ -1,0 +1,52 @@
+"""The Dataset record every loader returns and every model builder reads."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+Task = Literal["binary", "multiclass", "regression"]
+
+
+@dataclass
+class Dataset:
+    """Arrays plus what a model builder needs to know about them.
+
+    Attributes:
+        x_train, y_train, x_val, y_val: numpy arrays. Token inputs are int32 of shape
+            (n, seq_len); feature inputs are float32 of shape (n, seq_len, n_features).
+        task: "binary" (y in {0, 1}), "multiclass" (y in 0..n_classes-1) or "regression".
+        input_kind: "tokens" (needs an embedding; ids in 0..vocab_size-1, 0 = padding)
+            or "features" (fed to the first layer as they are).
+        vocab_size: number of token ids (tokens only).
+        n_classes: 2 for binary, k for multiclass, 0 for regression.
+        class_names: label names in id order (classification), for plan and report.
+        meta: anything worth showing (baseline metrics, class balance, source file).
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+    task: Task
+    input_kind: Literal["tokens", "features"]
+    vocab_size: int = 0
+    n_classes: int = 0
+    class_names: list[str] = field(default_factory=list)
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.x_train.shape[1])
+
+    @property
+    def n_features(self) -> int:
+        return int(self.x_train.shape[2]) if self.input_kind == "features" else 0
+
+    @property
+    def metric(self) -> str:
+        """Name of the task metric recorded next to the loss."""
+        return "mse" if self.task == "regression" else "accuracy"

@@ -1,0 +1,1 @@
+"""Report: seaborn figures and a self-contained report.html plus report.md."""

@@ -1,0 +1,202 @@
+"""Results folder layout, atomic run folders, the experiment lock and reading runs back."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pandas as pd
+
+from keras_ablate.config import RunSpec
+from keras_ablate.errors import UserError
+
+# A run folder is complete exactly when it exists under runs/ (it is renamed into place
+# whole); half-written work only ever lives in runs/.tmp-*, which readers ignore.
+RUNS = "runs"
+DONE_STATUSES = ("ok", "diverged")
+
+
+def experiment_dir(results_root: str | Path, slug: str) -> Path:
+    return Path(results_root) / slug
+
+
+def run_dir(exp_dir: Path, run_id: str) -> Path:
+    return exp_dir / RUNS / run_id
+
+
+def write_json_atomic(path: Path, obj) -> None:
+    """Write JSON so that readers see the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(obj, f, indent=2, sort_keys=True, allow_nan=False, default=_json_default)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_text_atomic(path: Path, text: str | bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    mode = "wb" if isinstance(text, bytes) else "w"
+    with os.fdopen(fd, mode, **({} if isinstance(text, bytes) else {"encoding": "utf-8"})) as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def _json_default(o):
+    if hasattr(o, "item"):  # numpy scalars
+        return o.item()
+    raise TypeError(f"not JSON serializable: {type(o).__name__}")
+
+
+def write_run(exp_dir: Path, spec: RunSpec, summary: dict, tables: dict[str, pd.DataFrame]) -> Path:
+    """Write a run folder atomically: build it under runs/.tmp-*, fsync, then rename into place.
+
+    An existing folder for the same run (a failed run retried, or --force) is replaced.
+    """
+    runs = exp_dir / RUNS
+    runs.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=runs, prefix=f".tmp-{spec.run_id}-"))
+    try:
+        _write_json(tmp / "spec.json", spec.to_json())
+        _write_json(tmp / "summary.json", summary)
+        for name, df in tables.items():
+            df.to_parquet(tmp / f"{name}.parquet", index=False)
+        for f in tmp.iterdir():
+            _fsync_file(f)
+        final = run_dir(exp_dir, spec.run_id)
+        if final.exists():
+            trash = Path(tempfile.mkdtemp(dir=runs, prefix=f".old-{spec.run_id}-"))
+            os.replace(final, trash / "run")
+            os.replace(tmp, final)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+        _fsync_dir(runs)
+        return final
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _write_json(path: Path, obj) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        # Non-finite numbers become null so the file stays valid JSON.
+        json.dump(_finite(obj), f, indent=2, sort_keys=True, default=_json_default)
+        f.write("\n")
+
+
+def _finite(obj):
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_summary(path: Path) -> dict | None:
+    try:
+        return json.loads((path / "summary.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def iter_runs(exp_dir: Path) -> Iterator[tuple[Path, dict, dict]]:
+    """Yield (folder, spec, summary) for every complete run folder (temporary ones skipped)."""
+    runs = Path(exp_dir) / RUNS
+    if not runs.is_dir():
+        return
+    for path in sorted(runs.iterdir()):
+        if path.name.startswith(".") or not path.is_dir():
+            continue
+        summary = read_summary(path)
+        try:
+            spec = json.loads((path / "spec.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if summary is not None:
+            yield path, spec, summary
+
+
+def run_status(exp_dir: Path, run_id: str) -> str:
+    """'missing', or the status in the run's summary (ok / diverged / failed)."""
+    summary = read_summary(run_dir(exp_dir, run_id))
+    return "missing" if summary is None else summary.get("status", "failed")
+
+
+def read_table(path: Path, name: str) -> pd.DataFrame | None:
+    f = path / f"{name}.parquet"
+    return pd.read_parquet(f) if f.exists() else None
+
+
+def clean_stale_temp(exp_dir: Path) -> int:
+    """Remove temporary folders left by a killed runner (call only while holding the lock)."""
+    runs = Path(exp_dir) / RUNS
+    removed = 0
+    if runs.is_dir():
+        for path in runs.iterdir():
+            if path.name.startswith((".tmp-", ".old-")):
+                shutil.rmtree(path, ignore_errors=True)
+                removed += 1
+    return removed
+
+
+class LockedError(UserError):
+    """Another runner holds the experiment lock."""
+
+
+@contextmanager
+def experiment_lock(exp_dir: Path):
+    """Hold an exclusive lock on the experiment folder for the life of a runner.
+
+    A second runner on the same experiment stops at once with a clear message instead
+    of racing the first on the same run folders. The lock is an flock, so the kernel
+    releases it when a runner dies, even under kill -9: no stale lock files to clear.
+    """
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    path = exp_dir / ".lock"
+    f = open(path, "a+")
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        f.close()
+        if exc.errno in (errno.EAGAIN, errno.EACCES):
+            f2 = path.read_text().strip() if path.exists() else ""
+            raise LockedError(
+                f"{exp_dir}: another keras-ablate runner is working on this experiment ({f2 or 'pid unknown'}); "
+                "wait for it to finish or stop it, then run again (finished runs are kept)"
+            ) from None
+        raise
+    try:
+        f.seek(0)
+        f.truncate()
+        f.write(f"pid {os.getpid()}\n")
+        f.flush()
+        yield
+    finally:
+        fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+        f.close()

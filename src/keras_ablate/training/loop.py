@@ -1,0 +1,155 @@
+"""One RunSpec -> a fresh model trained with the instrumented step -> records (summary + tables)."""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from keras_ablate import __version__
+from keras_ablate.config import RunSpec
+from keras_ablate.data import load_dataset
+from keras_ablate.models import build_model
+from keras_ablate.models.layers import loss_for
+from keras_ablate.training.step import InstrumentedModel, StopOnDivergence, optimizer_clip_kwargs
+
+_OPTIMIZERS = {
+    "adam": keras.optimizers.Adam,
+    "sgd": keras.optimizers.SGD,
+    "rmsprop": keras.optimizers.RMSprop,
+    "adamw": keras.optimizers.AdamW,
+}
+
+
+@dataclass
+class RunRecord:
+    """What one run produced: a JSON summary and named tables (written as Parquet)."""
+
+    summary: dict
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+
+def make_optimizer(settings: dict) -> keras.optimizers.Optimizer:
+    return _OPTIMIZERS[settings["optimizer"]](
+        learning_rate=settings["learning_rate"], **optimizer_clip_kwargs(settings["clip"])
+    )
+
+
+def build_instrumented(settings: dict, dataset, seed: int, capacity: int) -> InstrumentedModel:
+    """Seed everything, build a fresh model, compile it and attach the instruments."""
+    keras.utils.set_random_seed(seed)
+    functional = build_model(settings, dataset)
+    model = InstrumentedModel(inputs=functional.inputs, outputs=functional.outputs, name=functional.name)
+    model.compile(
+        optimizer=make_optimizer(settings),
+        loss=loss_for(dataset),
+        metrics=[dataset.metric],
+        jit_compile=settings["jit_compile"],
+        steps_per_execution=settings["steps_per_execution"],
+    )
+    model.configure_instruments(settings["clip"], capacity)
+    return model
+
+
+def run_one(spec: RunSpec) -> RunRecord:
+    """Train one run and return its records. A diverged run returns normally with status 'diverged'."""
+    started = time.time()
+    settings = spec.settings
+    dataset = load_dataset(spec.dataset["name"], spec.dataset["options"])
+    steps_per_epoch = math.ceil(len(dataset.x_train) / settings["batch_size"])
+    capacity = steps_per_epoch * settings["epochs"]
+    model = build_instrumented(settings, dataset, spec.seed, capacity)
+
+    fit = model.fit(
+        dataset.x_train,
+        dataset.y_train,
+        batch_size=settings["batch_size"],
+        epochs=settings["epochs"],
+        validation_data=(dataset.x_val, dataset.y_val),
+        shuffle=True,
+        verbose=0,
+        callbacks=[StopOnDivergence()],
+    )
+    history = history_frame(fit.history, dataset.metric)
+    columns, rows = model.step_records()
+    steps = pd.DataFrame(rows, columns=columns)
+    steps.insert(0, "step", np.arange(len(steps), dtype=np.int64))
+    steps.insert(1, "epoch", (steps["step"] // steps_per_epoch).astype(np.int64))
+
+    diverged_step = model.first_nonfinite_step
+    summary = {
+        "run_id": spec.run_id,
+        "status": "diverged" if diverged_step is not None else "ok",
+        "diverged_step": diverged_step,
+        "metric": dataset.metric,
+        "epochs_done": int(len(history)),
+        "steps_done": int(len(steps)),
+        "steps_per_epoch": steps_per_epoch,
+        "n_params": int(model.count_params()),
+        "final": _final(history),
+        "best": _best(history, dataset.metric),
+        "wall_time_s": round(time.time() - started, 3),
+        "environment": environment(),
+    }
+    return RunRecord(summary=summary, tables={"history": history, "steps": steps})
+
+
+def history_frame(history: dict, metric: str) -> pd.DataFrame:
+    """Keras History -> one row per epoch with slash names: train/loss, val/accuracy, ..."""
+    renamed = {}
+    for key, values in history.items():
+        name = f"val/{key[4:]}" if key.startswith("val_") else f"train/{key}"
+        # Keras names the compiled metric after the function; keep one name per metric.
+        name = name.replace("/compile_metrics", f"/{metric}")
+        renamed[name] = [float(v) for v in values]
+    df = pd.DataFrame(renamed)
+    df.insert(0, "epoch", np.arange(1, len(df) + 1, dtype=np.int64))
+    return df
+
+
+def _final(history: pd.DataFrame) -> dict:
+    if history.empty:
+        return {}
+    return {k: _clean(v) for k, v in history.iloc[-1].items() if k != "epoch"}
+
+
+def _best(history: pd.DataFrame, metric: str) -> dict:
+    out = {}
+    for col in history.columns:
+        if col == "epoch":
+            continue
+        values = history[col].to_numpy(dtype=float)
+        finite = np.isfinite(values)
+        if not finite.any():
+            out[col] = None
+            continue
+        higher_is_better = col.endswith("accuracy")
+        out[col] = float(np.nanmax(values[finite]) if higher_is_better else np.nanmin(values[finite]))
+    return out
+
+
+def _clean(v) -> float | None:
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def environment() -> dict:
+    """Versions and hardware, stored with every run."""
+    import os
+
+    return {
+        "python": platform.python_version(),
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "keras_ablate": __version__,
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+    }
