@@ -267,10 +267,9 @@ def test_registry_loads_user_files_by_name(tmp_path, count_tokenize):
     path = write_reviews_csv(tmp_path / "r.csv")
     data = registry.load_dataset("csv", {"path": str(path), "max_length": 8})
     assert data.name == "csv" and data.x_train.shape[1] == 8
-    monkey_memory = registry._MEMORY.copy()
-    registry._MEMORY.clear()  # A fresh process: only the disk cache remains.
+    registry._MEMORY.clear()  # As in a fresh process: only the disk cache remains.
     registry.load_dataset("csv", {"path": str(path), "max_length": 8})
-    assert len(count_tokenize) == 1 and monkey_memory
+    assert len(count_tokenize) == 1
     assert not (tmp_path / "cache" / "datasets").exists()  # The registry's own cache is not used.
 
 
@@ -324,10 +323,12 @@ def test_imdb_matches_the_keras_loader(tmp_path, monkeypatch):
     # Keras checks the real file's hash and would re-download a fake one: hand it the path directly.
     monkeypatch.setattr(keras_imdb, "get_file", lambda **kwargs: str(fake))
     (kx_train, ky_train), (kx_test, ky_test) = keras_imdb.load_data(num_words=30)
-    (x_train, y_train), (x_test, y_test) = text._imdb_sequences(fake, 30)
-    assert [list(s) for s in kx_train] == x_train and [list(s) for s in kx_test] == x_test
-    np.testing.assert_array_equal(ky_train, y_train)
-    np.testing.assert_array_equal(ky_test, y_test)
+    for (values, lengths, labels), (keras_x, keras_y) in zip(
+        text._imdb_sequences(fake, 30), [(kx_train, ky_train), (kx_test, ky_test)], strict=True
+    ):
+        rows = np.split(values, np.cumsum(lengths)[:-1])
+        assert [row.tolist() for row in rows] == [list(row) for row in keras_x]
+        np.testing.assert_array_equal(labels, keras_y)
 
 
 def test_imdb_loads_from_the_keras_cache_padded_to_max_length(tmp_path):
