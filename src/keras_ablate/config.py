@@ -329,16 +329,20 @@ def _validate_setting(loc, path, key, value, dataset_name):
             return model.model_validate({option: value}).model_dump(mode="json")[option]
         except ValidationError as exc:
             raise loc.error(path, _pydantic_message(exc.errors()[0], model)) from None
-    if key not in SETTING_KEYS:
+    _check_key(loc, path, key)
+    try:
+        return RunSettings.model_validate({key: value}).model_dump(mode="json")[key]
+    except ValidationError as exc:
+        raise loc.error(path, _pydantic_message(exc.errors()[0], RunSettings)) from None
+
+
+def _check_key(loc, path, key):
+    if key not in SETTING_KEYS and not key.startswith(DATASET_AXIS_PREFIX):
         raise loc.error(
             path,
             f"unknown setting '{key}'{suggest(key, SETTING_KEYS)}; valid settings: {', '.join(SETTING_KEYS)}"
             f", or dataset.<option>",
         )
-    try:
-        return RunSettings.model_validate({key: value}).model_dump(mode="json")[key]
-    except ValidationError as exc:
-        raise loc.error(path, _pydantic_message(exc.errors()[0], RunSettings)) from None
 
 
 def _freeze(v):
@@ -354,7 +358,7 @@ def expand(exp: Experiment, loc: _Locator | None = None) -> list[RunSpec]:
     except ConfigError as exc:
         raise loc.error(("dataset", "name"), str(exc)) from None
     try:
-        base_options = ds_entry.options_model().model_validate(exp.dataset.options)
+        ds_entry.options_model().model_validate(exp.dataset.options)
     except ValidationError as exc:
         _raise_validation(loc, ("dataset", "options"), exc, ds_entry.options_model())
     base = {}
@@ -363,6 +367,7 @@ def expand(exp: Experiment, loc: _Locator | None = None) -> list[RunSpec]:
 
     axes: dict[str, list] = {}
     for key, levels in exp.grid.items():
+        _check_key(loc, ("grid", key), key)
         if not levels:
             raise loc.error(("grid", key), "empty axis: give at least one level")
         normalized = [_validate_setting(loc, ("grid", key, i), key, v, ds_name) for i, v in enumerate(levels)]
@@ -422,7 +427,6 @@ def expand(exp: Experiment, loc: _Locator | None = None) -> list[RunSpec]:
                     axes=dict(combo),
                 )
             )
-    del base_options
     if not specs:
         raise loc.error(("exclude",), "every run of the grid is excluded: nothing to run")
     return specs
@@ -464,7 +468,10 @@ def filter_specs(specs: list[RunSpec], filters: list[str], source: str = "--filt
         for key, values in wanted.items():
             normalized = set(values)
             if key == "clip":
-                normalized = {RunSettings(clip=v).clip for v in values}
+                try:
+                    normalized = {RunSettings(clip=v).clip for v in values}
+                except ValidationError as exc:
+                    raise ConfigError(f"{source}: {_pydantic_message(exc.errors()[0], None)}") from None
             if value_of(spec, key) not in normalized:
                 return False
         return True
