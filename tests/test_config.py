@@ -8,7 +8,7 @@ import pytest
 
 from keras_ablate.cli import main
 from keras_ablate.config import filter_specs, load_experiment, parse_clip, parse_experiment
-from keras_ablate.errors import ConfigError
+from keras_ablate.errors import ConfigError, UserError
 
 BASE = """
 name: t
@@ -183,3 +183,18 @@ def test_shipped_experiment_files_are_valid():
     exp, specs = load_experiment("ablations.yaml")
     assert len(specs) == 4 * 4 * 3 * 2
     assert set(exp.grid) >= {"architecture", "activation", "normalization", "clip"}
+
+
+def test_editing_a_user_data_file_changes_the_run_ids(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "reviews.csv"
+    data.write_text("text,label\n" + "".join(f"good film {i},pos\nbad film {i},neg\n" for i in range(10)), encoding="utf-8")
+    text = "name: own\ndataset: {name: csv, options: {path: reviews.csv}}\ngrid: {architecture: [cnn]}\n"
+    before = parse_experiment(text, source="own.yaml")[1][0]
+    data.write_text(data.read_text(encoding="utf-8") + "great film,pos\n", encoding="utf-8")
+    after = parse_experiment(text, source="own.yaml")[1][0]
+    assert before.run_id != after.run_id
+    assert before.dataset["fingerprint"]["path"] != after.dataset["fingerprint"]["path"]
+    data.unlink()
+    with pytest.raises(UserError, match="reviews.csv not found"):
+        parse_experiment(text, source="own.yaml")

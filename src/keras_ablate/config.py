@@ -401,6 +401,7 @@ def expand(exp: Experiment, loc: _Locator | None = None) -> list[RunSpec]:
     if not seeds:
         raise loc.error(("seeds",), "give at least one seed")
     specs: list[RunSpec] = []
+    fingerprints: dict[str, dict | None] = {}
     for combo in combos:
         merged = {**base, **combo}
         if any(all(_freeze(merged.get(k)) == _freeze(v) for k, v in rule.items()) for rule in excludes):
@@ -416,6 +417,11 @@ def expand(exp: Experiment, loc: _Locator | None = None) -> list[RunSpec]:
         except ValidationError as exc:
             raise loc.error(("grid",), f"the combination {combo} is invalid: {exc.errors()[0]['msg']}") from None
         dataset = {"name": ds_name, "options": options}
+        key = _freeze(options)
+        if key not in fingerprints:
+            fingerprints[key] = ds_entry.fingerprint_of(ds_entry.options_model().model_validate(options))
+        if fingerprints[key]:
+            dataset["fingerprint"] = fingerprints[key]
         for seed in seeds:
             specs.append(
                 RunSpec(

@@ -29,6 +29,12 @@ class DatasetEntry:
     loader: str
     # Whether the result may be pickled to the disk cache (loaders with their own cache say False).
     disk_cache: bool = True
+    # Optional "module:function" options -> dict naming the content the data comes from (file
+    # hashes). It joins the run ids, so editing a user's CSV never reuses runs of the old file.
+    fingerprint: str | None = None
+
+    def fingerprint_of(self, options: BaseModel) -> dict | None:
+        return _resolve(self.fingerprint)(options) if self.fingerprint else None
 
     def options_model(self) -> type[BaseModel]:
         return _resolve(self.options)
@@ -46,9 +52,18 @@ DATASETS: dict[str, DatasetEntry] = {
         "keras_ablate.data.text:RottenTomatoesOptions", "keras_ablate.data.text:rotten_tomatoes", disk_cache=False
     ),
     "imdb": DatasetEntry("keras_ablate.data.text:ImdbOptions", "keras_ablate.data.text:imdb", disk_cache=False),
-    "csv": DatasetEntry("keras_ablate.data.text:CsvOptions", "keras_ablate.data.text:csv_file", disk_cache=False),
-    "tsv": DatasetEntry("keras_ablate.data.text:TsvOptions", "keras_ablate.data.text:tsv_file", disk_cache=False),
-    "jsonl": DatasetEntry("keras_ablate.data.text:JsonlOptions", "keras_ablate.data.text:jsonl_file", disk_cache=False),
+    "csv": DatasetEntry(
+        "keras_ablate.data.text:CsvOptions", "keras_ablate.data.text:csv_file", disk_cache=False,
+        fingerprint="keras_ablate.data.text:file_fingerprint",
+    ),
+    "tsv": DatasetEntry(
+        "keras_ablate.data.text:TsvOptions", "keras_ablate.data.text:tsv_file", disk_cache=False,
+        fingerprint="keras_ablate.data.text:file_fingerprint",
+    ),
+    "jsonl": DatasetEntry(
+        "keras_ablate.data.text:JsonlOptions", "keras_ablate.data.text:jsonl_file", disk_cache=False,
+        fingerprint="keras_ablate.data.text:file_fingerprint",
+    ),
 }
 
 _MEMORY: dict[str, Dataset] = {}
@@ -87,6 +102,9 @@ def load_dataset(name: str, options: dict | None = None, use_disk_cache: bool = 
     entry = get_entry(name)
     opts = entry.options_model().model_validate(options)
     key = dataset_key(name, options)
+    fingerprint = entry.fingerprint_of(opts)
+    if fingerprint:
+        key += "-" + hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
     if key in _MEMORY:
         return _MEMORY[key]
     path = cache_dir() / "datasets" / f"{name}-{key}.pkl"

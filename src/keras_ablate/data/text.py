@@ -122,6 +122,18 @@ def imdb(opts: ImdbOptions) -> Dataset:
     return _cached("imdb", opts, [path], lambda: _build_imdb(path, opts))
 
 
+def file_fingerprint(opts: _FileOptions) -> dict:
+    """Content hashes of a user file (and its validation file): part of every run id built on it."""
+    files = {"path": _existing(opts.path, f"{_fmt_of(opts)} path")}
+    if opts.val_path:
+        files["val_path"] = _existing(opts.val_path, f"{_fmt_of(opts)} val_path")
+    return {key: _sha256(path) for key, path in files.items()}
+
+
+def _fmt_of(opts: _FileOptions) -> str:
+    return {CsvOptions: "csv", TsvOptions: "tsv", JsonlOptions: "jsonl"}.get(type(opts), "file")
+
+
 # ---- caching ----------------------------------------------------------------------------------
 
 
