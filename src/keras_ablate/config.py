@@ -51,6 +51,50 @@ def parse_clip(text: str) -> tuple[str, float | None]:
     return kind, threshold
 
 
+# Recurrent-kernel initializations (`init`) and dense/conv kernel initializations (`kernel_init`).
+INIT_KINDS: tuple[str, ...] = ("glorot_uniform", "orthogonal", "identity", "spectral_radius")
+KERNEL_INIT_KINDS: tuple[str, ...] = ("glorot_uniform", "he_normal", "normal")
+
+
+def _parse_scaled(text: str, setting: str, plain: tuple[str, ...], scaled: str, what: str, example: str):
+    """Shared parser for 'name' or 'scaled:VALUE' levels; returns (name, value or None)."""
+    text = str(text).strip()
+    if text in plain:
+        return text, None
+    kind, sep, value = text.partition(":")
+    choices = (*plain, scaled)
+    if kind != scaled or not sep:
+        raise ValueError(
+            f"{setting} must be one of {', '.join(plain)} or {scaled}:{what} (e.g. '{example}'), "
+            f"got '{text}'{suggest(kind, choices)}"
+        )
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{setting} {what} must be a number, got '{value}' in '{text}'") from None
+    if not number > 0 or number == float("inf"):
+        raise ValueError(f"{setting} {what} must be a finite number > 0, got {number} in '{text}'")
+    return kind, number
+
+
+def parse_init(text: str) -> tuple[str, float | None]:
+    """Parse a recurrent `init` level: 'glorot_uniform', 'orthogonal', 'identity' or 'spectral_radius:R'.
+
+    Returns:
+        (kind, radius) with radius None except for 'spectral_radius'.
+    """
+    return _parse_scaled(text, "init", INIT_KINDS[:3], "spectral_radius", "RADIUS", "spectral_radius:1.1")
+
+
+def parse_kernel_init(text: str) -> tuple[str, float | None]:
+    """Parse a dense/conv `kernel_init` level: 'glorot_uniform', 'he_normal' or 'normal:SIGMA'.
+
+    Returns:
+        (kind, sigma) with sigma None except for 'normal'.
+    """
+    return _parse_scaled(text, "kernel_init", KERNEL_INIT_KINDS[:2], "normal", "SIGMA", "normal:0.05")
+
+
 def _check_name(kind: str, value: str, choices) -> str:
     if value not in choices:
         raise ValueError(unknown_name(kind, value, choices))
@@ -63,9 +107,13 @@ class RunSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     # The scientific axes.
-    architecture: str = Field("lstm", description="cnn | rnn | lstm | gru | mlp")
+    architecture: str = Field(
+        "lstm", description="cnn | rnn | lstm | gru | mlp | lstm_nig | lstm_nfg | lstm_nog | lstm_cifg | lstm_as_rnn"
+    )
     activation: str = Field("tanh", description="main nonlinearity; gates stay sigmoid")
-    normalization: str = Field("none", description="none | batch | layer")
+    normalization: str = Field(
+        "none", description="none | batch | layer; inside the cell for recurrent models, per layer for cnn/mlp"
+    )
     clip: str = Field("none", description="none | value:X | norm:X | global_norm:X")
     # Model size.
     units: int = Field(32, ge=1, description="recurrent units / dense width")
@@ -76,6 +124,17 @@ class RunSettings(BaseModel):
     pooling: Literal["max", "average"] = Field("max", description="CNN pooling over time")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before the output layer")
     leaky_relu_slope: float = Field(0.2, ge=0.0, description="negative slope of leaky_relu")
+    maxout_pieces: int = Field(2, ge=2, description="linear pieces k of a maxout unit (layer width x k)")
+    norm_position: Literal["pre", "post"] = Field(
+        "pre", description="cnn/mlp: normalization before (pre) or after (post) the activation"
+    )
+    bn_gamma_init: float = Field(0.1, gt=0.0, description="recurrent batch norm scale init (Cooijmans 2016)")
+    # Initialization: Keras's own defaults, so the standard models are unchanged.
+    init: str = Field(
+        "orthogonal", description="recurrent kernels: glorot_uniform | orthogonal | identity | spectral_radius:R"
+    )
+    kernel_init: str = Field("glorot_uniform", description="dense/conv kernels: glorot_uniform | he_normal | normal:S")
+    forget_bias: float = Field(1.0, description="LSTM forget-gate bias init: 1 (Keras unit_forget_bias) or 0")
     # Optimization.
     optimizer: str = Field("adam", description="adam | sgd | rmsprop | adamw")
     learning_rate: float = Field(1e-3, gt=0.0)
@@ -111,6 +170,25 @@ class RunSettings(BaseModel):
         kind, threshold = parse_clip(v)
         # One spelling per level, so 'norm:1' and 'norm:1.0' give the same run_id.
         return "none" if kind == "none" else f"{kind}:{threshold!r}"
+
+    @field_validator("init", mode="before")
+    @classmethod
+    def _init(cls, v: Any) -> str:
+        kind, radius = parse_init(v)
+        return kind if radius is None else f"{kind}:{radius!r}"
+
+    @field_validator("kernel_init", mode="before")
+    @classmethod
+    def _kernel_init(cls, v: Any) -> str:
+        kind, sigma = parse_kernel_init(v)
+        return kind if sigma is None else f"{kind}:{sigma!r}"
+
+    @field_validator("forget_bias")
+    @classmethod
+    def _forget_bias(cls, v: float) -> float:
+        if v not in (0.0, 1.0):
+            raise ValueError(f"forget_bias must be 0 or 1 (the two initializations compared), got {v}")
+        return float(v)
 
     @field_validator("kernel_sizes")
     @classmethod

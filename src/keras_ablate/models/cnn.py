@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import keras
 
-from keras_ablate.models.layers import activation_layer, head, norm_factory, sequence_input
+from keras_ablate.models.initializers import kernel_initializer
+from keras_ablate.models.layers import head, norm_and_activation, sequence_input, width_for
 
 
 def build_cnn(settings: dict, dataset) -> keras.Model:
     """One branch per window size k (layers conv_k{k}, conv_k{k}_1, ... for depth > 1).
 
-    Each block is Conv1D (linear) -> normalization -> activation, so the normalization sees
-    pre-activations (Ioffe & Szegedy's placement). The first block uses 'valid' padding (a
+    Each block is Conv1D (linear, `kernel_init`; filters x k for maxout) -> normalization ->
+    activation, so the normalization sees pre-activations (Ioffe & Szegedy's placement);
+    `norm_position: post` puts it after the activation. The first block uses 'valid' padding (a
     narrow convolution, as in Kim 2014); deeper blocks use 'same' so short sequences survive.
     """
     inputs, x = sequence_input(settings, dataset)
-    norm = norm_factory(settings["normalization"])
     pool_cls = keras.layers.GlobalMaxPooling1D if settings["pooling"] == "max" else keras.layers.GlobalAveragePooling1D
     branches = []
     for k in settings["kernel_sizes"]:
@@ -23,10 +24,10 @@ def build_cnn(settings: dict, dataset) -> keras.Model:
         for d in range(settings["depth"]):
             name = f"conv_k{k}" if d == 0 else f"conv_k{k}_{d}"
             padding = "valid" if d == 0 and k <= dataset.seq_len else "same"
-            h = keras.layers.Conv1D(settings["filters"], k, padding=padding, name=name)(h)
-            if norm is not None:
-                h = norm(f"{name}_norm")(h)
-            h = activation_layer(settings["activation"], settings, f"{name}_act")(h)
+            width = width_for(settings, settings["filters"])
+            init = kernel_initializer(settings["kernel_init"])
+            h = keras.layers.Conv1D(width, k, padding=padding, kernel_initializer=init, name=name)(h)
+            h = norm_and_activation(h, settings, name)
         branches.append(pool_cls(name=f"pool_k{k}")(h))
     x = branches[0] if len(branches) == 1 else keras.layers.Concatenate(name="concat")(branches)
     return keras.Model(inputs, head(x, settings, dataset), name="cnn")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 
 from keras_ablate.errors import ConfigError, unknown_name
+from keras_ablate.models.initializers import kernel_initializer
 from keras_ablate.models.names import ACTIVATIONS
 
 
@@ -15,6 +16,9 @@ def activation_fn(name: str, settings: dict):
     if name == "leaky_relu":
         slope = float(settings.get("leaky_relu_slope", 0.2))
         return lambda x: keras.ops.leaky_relu(x, negative_slope=slope)
+    if name == "maxout":
+        # Maxout changes the width, so it cannot be an elementwise `activation=`.
+        raise ConfigError("activation 'maxout' needs its own layer (Maxout) or cell (ZooCell), not activation=")
     return name
 
 
@@ -22,7 +26,55 @@ def activation_layer(name: str, settings: dict, layer_name: str) -> keras.layers
     """A fresh activation layer; its output is what saturation / dead-unit probes read."""
     if name == "leaky_relu":
         return keras.layers.LeakyReLU(negative_slope=float(settings.get("leaky_relu_slope", 0.2)), name=layer_name)
+    if name == "maxout":
+        return Maxout(int(settings["maxout_pieces"]), name=layer_name)
     return keras.layers.Activation(activation_fn(name, settings), name=layer_name)
+
+
+class Maxout(keras.layers.Layer):
+    """Maxout (Goodfellow et al. 2013): unit j = max over channels j*k .. j*k+k-1 of the last axis.
+
+    Consecutive channels form one unit, as in TF Addons' Maxout; a layer feeding it has k times
+    the wanted width (see `width_for`).
+    """
+
+    def __init__(self, pieces: int, **kwargs):
+        super().__init__(**kwargs)
+        self.pieces = int(pieces)
+
+    def call(self, inputs):
+        channels = inputs.shape[-1]
+        if channels % self.pieces:
+            raise ValueError(f"maxout with {self.pieces} pieces needs a width divisible by it, got {channels}")
+        shape = (-1, *inputs.shape[1:-1], channels // self.pieces, self.pieces)
+        return keras.ops.max(keras.ops.reshape(inputs, shape), axis=-1)
+
+    def compute_output_shape(self, input_shape):
+        return (*input_shape[:-1], input_shape[-1] // self.pieces)
+
+    def get_config(self):
+        return {**super().get_config(), "pieces": self.pieces}
+
+
+def width_for(settings: dict, units: int) -> int:
+    """Width of the linear layer in front of the activation: units x k for maxout, else units."""
+    return units * int(settings["maxout_pieces"]) if settings["activation"] == "maxout" else units
+
+
+def norm_and_activation(x, settings: dict, name: str):
+    """Normalization and activation after a linear layer `name`, in the order `norm_position` says.
+
+    pre (default): linear -> norm -> activation, so the norm sees pre-activations (Ioffe &
+    Szegedy's placement); post: linear -> activation -> norm. Layers: {name}_norm, {name}_act.
+    """
+    norm = norm_factory(settings["normalization"])
+    post = settings["norm_position"] == "post"
+    if norm is not None and not post:
+        x = norm(f"{name}_norm")(x)
+    x = activation_layer(settings["activation"], settings, f"{name}_act")(x)
+    if norm is not None and post:
+        x = norm(f"{name}_norm")(x)
+    return x
 
 
 def norm_factory(kind: str):
@@ -51,12 +103,10 @@ def sequence_input(settings: dict, dataset):
 
 
 def dense_block(x, settings: dict, name: str, units: int):
-    """Dense (linear) -> normalization -> activation, each a named layer."""
-    norm = norm_factory(settings["normalization"])
-    x = keras.layers.Dense(units, name=name)(x)
-    if norm is not None:
-        x = norm(f"{name}_norm")(x)
-    return activation_layer(settings["activation"], settings, f"{name}_act")(x)
+    """Dense (linear, `kernel_init`) then normalization and activation (see norm_and_activation)."""
+    init = kernel_initializer(settings["kernel_init"])
+    x = keras.layers.Dense(width_for(settings, units), kernel_initializer=init, name=name)(x)
+    return norm_and_activation(x, settings, name)
 
 
 def head(x, settings: dict, dataset):

@@ -1,0 +1,331 @@
+"""Configurable recurrent cells: LSTM gate ablations, normalization inside the recurrence, maxout candidates.
+
+Conventions and documented choices:
+
+- `ZooCell(kind='rnn' | 'lstm' | 'gru')` is wrapped in `keras.layers.RNN`. Its first state is
+  h (state_size [units] or [units, units] for (h, c)), as in Keras's own cells. The gate and
+  candidate projections are fused: one input kernel and one recurrent kernel hold all blocks,
+  so a step costs two matmuls whatever the variant.
+- LSTM gates are `learned` or forced to a constant 0.0 / 1.0; `coupled=True` is CIFG (f = 1 - i).
+  A forced gate has no weights. With f=0, i=1, o=1 the cell computes h = tanh(tanh(Wx + Uh + b)).
+- `normalization='layer'` (Ba et al. 2016): each block's summed input a = Wx + Uh (for the GRU
+  candidate, Wx + r * Uh) is normalized over its units at every timestep, then scaled by a gain
+  (init 1) and shifted by the bias; gain and bias are shared over time. The cell state c is
+  not normalized.
+- `normalization='batch'` (Cooijmans et al. 2016): Wx and Uh are batch-normalized separately,
+  each with its own scale (init `bn_gamma_init`, 0.1 by default) and no shift (the bias is the
+  shift). Training uses the statistics of the current batch at the current timestep.
+  Inference statistics: one moving mean/variance per term, *shared over time*, updated at every
+  timestep with `bn_momentum` (0.99), so they average roughly the last 100 (batch, timestep)
+  statistics. This is simpler than the paper's per-timestep population statistics and works
+  for any sequence length; it is what `training=False` (validation, probes) uses.
+- Maxout candidate (Goodfellow et al. 2013): the candidate block has units * k columns; unit j
+  is the max over columns j*k .. j*k+k-1 (consecutive pieces, as TF Addons' Maxout). The LSTM
+  cell output then uses tanh(c), since maxout cannot act on c without changing its width.
+- `gate_values(inputs, states)` returns the gates of one step as (batch, units) tensors:
+  forget/input/output/candidate (LSTM), update/reset/candidate (GRU), candidate (RNN); forced
+  gates come back as constant tensors. The module function `gate_values(cell, ...)` does the
+  same for Keras's built-in LSTMCell / GRUCell / SimpleRNNCell from their weights.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+# architecture name -> (cell kind, gate configuration) for the recurrent registry entries.
+VARIANTS: dict[str, tuple[str, dict]] = {
+    "rnn": ("rnn", {}),
+    "gru": ("gru", {}),
+    "lstm": ("lstm", {}),
+    "lstm_nig": ("lstm", {"input_gate": 1.0}),
+    "lstm_nfg": ("lstm", {"forget_gate": 1.0}),
+    "lstm_nog": ("lstm", {"output_gate": 1.0}),
+    "lstm_cifg": ("lstm", {"coupled": True}),
+    "lstm_as_rnn": ("lstm", {"forget_gate": 0.0, "input_gate": 1.0, "output_gate": 1.0}),
+}
+
+_EPSILON = 1e-3  # Keras's LayerNormalization / BatchNormalization default.
+
+
+def _gate_mode(name: str, value) -> str | float:
+    if value == "learned":
+        return value
+    if value in (0, 1):
+        return float(value)
+    raise ValueError(f"{name} must be 'learned', 0 or 1, got {value!r}")
+
+
+class ZooCell(keras.layers.Layer):
+    """One recurrent cell for rnn / lstm / gru with forced gates, in-cell normalization and maxout."""
+
+    def __init__(
+        self,
+        units: int,
+        kind: str = "lstm",
+        activation="tanh",
+        forget_gate="learned",
+        input_gate="learned",
+        output_gate="learned",
+        coupled: bool = False,
+        normalization: str = "none",
+        maxout_pieces: int = 2,
+        forget_bias: float = 1.0,
+        bn_gamma_init: float = 0.1,
+        bn_momentum: float = 0.99,
+        kernel_initializer="glorot_uniform",
+        recurrent_initializer="orthogonal",
+        bias_initializer="zeros",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if kind not in ("rnn", "lstm", "gru"):
+            raise ValueError(f"kind must be rnn, lstm or gru, got '{kind}'")
+        if normalization not in ("none", "layer", "batch"):
+            raise ValueError(f"normalization must be none, layer or batch, got '{normalization}'")
+        self.units, self.kind, self.normalization = int(units), kind, normalization
+        self.activation_name = activation if isinstance(activation, str) else None
+        self.maxout = activation == "maxout"
+        self.pieces = int(maxout_pieces) if self.maxout else 1
+        self.activation = keras.activations.get("tanh" if self.maxout else activation)
+        self.modes = {
+            "forget": _gate_mode("forget_gate", forget_gate),
+            "input": _gate_mode("input_gate", input_gate),
+            "output": _gate_mode("output_gate", output_gate),
+        }
+        self.coupled = bool(coupled)
+        if self.coupled and (self.modes["input"] != "learned" or self.modes["forget"] != "learned"):
+            raise ValueError(
+                "coupled (CIFG) needs learned input and forget gates: f is derived as 1 - i"
+            )
+        if kind == "lstm":
+            self.gate_names = [
+                g
+                for g in ("input", "forget", "output")
+                if self.modes[g] == "learned" and not (g == "forget" and coupled)
+            ]
+        else:
+            self.gate_names = ["update", "reset"] if kind == "gru" else []
+        self.forget_bias, self.bn_gamma_init, self.bn_momentum = (
+            float(forget_bias),
+            float(bn_gamma_init),
+            bn_momentum,
+        )
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.recurrent_initializer = keras.initializers.get(recurrent_initializer)
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.state_size = [self.units, self.units] if kind == "lstm" else [self.units]
+        self.output_size = self.units
+        self.n_gate_columns = len(self.gate_names) * self.units
+        self.n_columns = self.n_gate_columns + self.units * self.pieces
+
+    def build(self, input_shape):
+        columns = self.n_columns
+        self.kernel = self.add_weight(
+            shape=(input_shape[-1], columns), initializer=self.kernel_initializer, name="kernel"
+        )
+        self.recurrent_kernel = self.add_weight(
+            shape=(self.units, columns),
+            initializer=self.recurrent_initializer,
+            name="recurrent_kernel",
+        )
+        self.bias = self.add_weight(shape=(columns,), initializer=self._bias_init, name="bias")
+        if self.normalization == "layer":
+            self.gain = self.add_weight(shape=(columns,), initializer="ones", name="gain")
+        if self.normalization == "batch":
+            for term in ("input", "recurrent"):
+                gamma = keras.initializers.Constant(self.bn_gamma_init)
+                setattr(
+                    self,
+                    f"{term}_gamma",
+                    self.add_weight(shape=(columns,), initializer=gamma, name=f"{term}_gamma"),
+                )
+                for stat, init in (("mean", "zeros"), ("variance", "ones")):
+                    variable = self.add_weight(
+                        shape=(columns,), initializer=init, trainable=False, name=f"{term}_{stat}"
+                    )
+                    setattr(self, f"{term}_moving_{stat}", variable)
+
+    def _bias_init(self, shape, dtype=None):
+        bias = self.bias_initializer(shape, dtype=dtype)
+        if "forget" not in self.gate_names or self.forget_bias == 0.0:
+            return bias
+        start = self.gate_names.index("forget") * self.units
+        mask = ops.concatenate(
+            [
+                ops.zeros((start,)),
+                ops.ones((self.units,)),
+                ops.zeros((shape[0] - start - self.units,)),
+            ]
+        )
+        return bias * (1.0 - mask) + self.forget_bias * mask
+
+    # -- the step ------------------------------------------------------------------------------
+
+    def call(self, inputs, states, training=False):
+        h, new_states, _ = self._step(inputs, states, training)
+        return h, new_states
+
+    def gate_values(self, inputs, states) -> dict:
+        """Gate activations of one step on (inputs, states) at inference (no statistics updated)."""
+        return self._step(inputs, states, training=False)[2]
+
+    def _step(self, inputs, states, training):
+        states = states if isinstance(states, (list, tuple)) else [states]
+        h = states[0]
+        x_part = ops.matmul(inputs, self.kernel)
+        h_part = ops.matmul(h, self.recurrent_kernel)
+        if self.normalization == "batch":
+            x_part = self._batch_norm(x_part, "input", training)
+            h_part = self._batch_norm(h_part, "recurrent", training)
+        split, units = self.n_gate_columns, self.units
+        if self.kind != "gru" and self.pieces == 1:
+            # Every block is `units` wide: add, normalize and bias all of them in one go.
+            summed = self._normalized_sum(x_part + h_part, 0, self.n_columns, units)
+            gate_pre, candidate_pre = summed[:, :split], summed[:, split:]
+        else:
+            gate_pre = self._normalized_sum(x_part[:, :split] + h_part[:, :split], 0, split, units)
+        sig = ops.sigmoid(gate_pre) if split else None
+        gates = {
+            name: sig[:, j * units : (j + 1) * units] for j, name in enumerate(self.gate_names)
+        }
+        if self.kind == "gru" or self.pieces > 1:
+            recurrent_candidate = h_part[:, split:]
+            if self.kind == "gru" and self.pieces == 1:
+                recurrent_candidate = gates["reset"] * recurrent_candidate
+            elif self.kind == "gru":
+                # Broadcast r over the pieces of each unit (ops.repeat's gradient is not XLA-compilable).
+                pieces = ops.reshape(recurrent_candidate, (-1, units, self.pieces))
+                recurrent_candidate = ops.reshape(
+                    gates["reset"][:, :, None] * pieces, (-1, units * self.pieces)
+                )
+            width = units * self.pieces
+            candidate_pre = self._normalized_sum(
+                x_part[:, split:] + recurrent_candidate, split, self.n_columns, width
+            )
+        candidate = self._candidate(candidate_pre)
+        gates["candidate"] = candidate
+        if self.kind == "rnn":
+            return candidate, [candidate], gates
+        if self.kind == "gru":
+            update = gates["update"]
+            h_new = update * h + (1.0 - update) * candidate
+            return h_new, [h_new], gates
+        c = states[1]
+        for name in ("input", "forget", "output"):
+            if name not in gates:
+                gates[name] = (
+                    1.0 - gates["input"]
+                    if name == "forget" and self.coupled
+                    else ops.full_like(h, self.modes[name])
+                )
+        # Forced constants are Python floats here so the graph drops the dead terms.
+        i = gates["input"] if self.modes["input"] == "learned" else self.modes["input"]
+        f = gates["forget"] if self.modes["forget"] == "learned" else self.modes["forget"]
+        o = gates["output"] if self.modes["output"] == "learned" else self.modes["output"]
+        c_new = i * candidate if isinstance(f, float) and f == 0.0 else f * c + i * candidate
+        h_new = (
+            self.activation(c_new)
+            if isinstance(o, float) and o == 1.0
+            else o * self.activation(c_new)
+        )
+        return h_new, [h_new, c_new], gates
+
+    def _normalized_sum(self, summed, start, stop, width):
+        """Bias added (and, for layer norm, each `width`-wide block normalized and scaled first)."""
+        if self.normalization == "layer":
+            blocks = ops.reshape(summed, (-1, (stop - start) // width, width))
+            # Mean and mean square are independent reductions, so XLA fuses them into one pass.
+            mean = ops.mean(blocks, axis=-1, keepdims=True)
+            variance = ops.maximum(
+                ops.mean(ops.square(blocks), axis=-1, keepdims=True) - ops.square(mean), 0.0
+            )
+            normalized = ops.reshape(
+                (blocks - mean) * ops.rsqrt(variance + _EPSILON), (-1, stop - start)
+            )
+            summed = normalized * self.gain[start:stop]
+        return summed + self.bias[start:stop]
+
+    def _candidate(self, pre):
+        if not self.maxout:
+            return self.activation(pre)
+        return ops.max(ops.reshape(pre, (-1, self.units, self.pieces)), axis=-1)
+
+    def _batch_norm(self, term, which: str, training):
+        moving_mean = getattr(self, f"{which}_moving_mean")
+        moving_variance = getattr(self, f"{which}_moving_variance")
+        if training:
+            mean = ops.mean(term, axis=0)
+            variance = ops.mean(ops.square(term - mean), axis=0)
+            m = self.bn_momentum
+            moving_mean.assign(moving_mean * m + mean * (1.0 - m))
+            moving_variance.assign(moving_variance * m + variance * (1.0 - m))
+        else:
+            mean, variance = moving_mean, moving_variance
+        return (term - mean) * ops.rsqrt(variance + _EPSILON) * getattr(self, f"{which}_gamma")
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            units=self.units,
+            kind=self.kind,
+            activation=self.activation_name or "tanh",
+            forget_gate=self.modes["forget"],
+            input_gate=self.modes["input"],
+            output_gate=self.modes["output"],
+            coupled=self.coupled,
+            normalization=self.normalization,
+            maxout_pieces=self.pieces if self.maxout else 2,
+            forget_bias=self.forget_bias,
+            bn_gamma_init=self.bn_gamma_init,
+            bn_momentum=self.bn_momentum,
+            kernel_initializer=keras.initializers.serialize(self.kernel_initializer),
+            recurrent_initializer=keras.initializers.serialize(self.recurrent_initializer),
+            bias_initializer=keras.initializers.serialize(self.bias_initializer),
+        )
+        return config
+
+
+def gate_values(cell, inputs, states) -> dict:
+    """Gate activations of one step for any recurrent cell: ours, or Keras's LSTM / GRU / SimpleRNN cells.
+
+    Args:
+        cell: a built cell (`layer.cell` of a recurrent layer).
+        inputs: (batch, features) inputs of one timestep.
+        states: the cell's states (h first), a tensor or a list.
+
+    Returns:
+        name -> (batch, units) tensor, with the names ZooCell.gate_values uses.
+    """
+    if hasattr(cell, "gate_values"):
+        return cell.gate_values(inputs, states)
+    states = states if isinstance(states, (list, tuple)) else [states]
+    h = states[0]
+    x_part = ops.matmul(inputs, cell.kernel)
+    h_part = ops.matmul(h, cell.recurrent_kernel)
+    act, gate = cell.activation, getattr(cell, "recurrent_activation", None)
+    if isinstance(cell, keras.layers.LSTMCell):
+        z = x_part + h_part + (cell.bias if cell.use_bias else 0.0)
+        zi, zf, zc, zo = ops.split(z, 4, axis=-1)  # Keras's order: i, f, c, o
+        return {"input": gate(zi), "forget": gate(zf), "candidate": act(zc), "output": gate(zo)}
+    if isinstance(cell, keras.layers.GRUCell):
+        if cell.use_bias:
+            input_bias, recurrent_bias = (
+                (cell.bias[0], cell.bias[1]) if cell.reset_after else (cell.bias, None)
+            )
+            x_part = x_part + input_bias
+        xz, xr, xh = ops.split(x_part, 3, axis=-1)  # Keras's order: update z, reset r, candidate
+        if cell.reset_after:
+            if cell.use_bias:
+                h_part = h_part + recurrent_bias
+            hz, hr, hh = ops.split(h_part, 3, axis=-1)
+            update, reset = gate(xz + hz), gate(xr + hr)
+            candidate = act(xh + reset * hh)
+        else:
+            hz, hr, _ = ops.split(h_part, 3, axis=-1)
+            update, reset = gate(xz + hz), gate(xr + hr)
+            candidate = act(xh + ops.matmul(reset * h, cell.recurrent_kernel[:, 2 * cell.units :]))
+        return {"update": update, "reset": reset, "candidate": candidate}
+    if isinstance(cell, keras.layers.SimpleRNNCell):
+        return {"candidate": act(x_part + h_part + (cell.bias if cell.use_bias else 0.0))}
+    raise TypeError(f"no gate values for cell type {type(cell).__name__}")
