@@ -39,5 +39,9 @@ ablate: setup
 report: setup
 	$(BIN)/keras-ablate report $(FILE) --results-dir $(RESULTS)
 
+# Tune the tune: section's settings for every arm (resumable); one arm: make tune TUNE_ARGS="--arm architecture=lstm ..."
+tune: setup
+	$(BIN)/keras-ablate tune $(FILE) --results-dir $(RESULTS) $(TUNE_ARGS)
+
 clean:
 	rm -rf build dist src/*.egg-info .pytest_cache

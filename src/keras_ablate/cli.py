@@ -47,6 +47,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="build report.html and report.md for an experiment")
     p.add_argument("target", help="experiment YAML file or results/<experiment> folder")
     p.add_argument("--results-dir", default=DEFAULT_RESULTS, help="root folder for results (default: results)")
+
+    p = sub.add_parser("tune", help="search the tune: section's settings per arm with keras-tuner (resumable)")
+    add_file(p)
+    p.add_argument("--arm", action="append", default=[], metavar="AXIS=LEVEL", help="only arms with this level (repeatable)")
+    role = p.add_mutually_exclusive_group()
+    role.add_argument("--chief", action="store_true", help="distributed: serve one arm's search at --oracle for workers")
+    role.add_argument("--worker", metavar="ID", help="distributed: run trials for the chief at --oracle (unique ID, e.g. tuner0)")
+    p.add_argument("--oracle", metavar="HOST:PORT", help="chief address (default: $KERASTUNER_ORACLE_IP:$KERASTUNER_ORACLE_PORT)")
+
+    p = sub.add_parser("claims", help="run experiments/claim_*.yaml and write results/claims/report.html with verdicts")
+    p.add_argument("--only", type=int, action="append", default=[], metavar="ID", help="only this claim (repeatable)")
+    p.add_argument("--experiments-dir", default="experiments", help="folder of claim_*.yaml (default: experiments)")
+    p.add_argument("--results-dir", default=DEFAULT_RESULTS, help="root folder for results (default: results)")
+    p.add_argument("--workers", type=int, default=None, metavar="N", help="local worker processes per claim grid")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override base.X or dataset.X (quick checks)")
+    p.add_argument("--report-only", action="store_true", help="evaluate and report what has finished; train nothing")
     return parser
 
 
@@ -66,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
 def _load(args):
     from keras_ablate.config import filter_specs, load_experiment
 
-    exp, all_specs = load_experiment(args.file)
+    exp, all_specs = load_experiment(args.file, results_dir=getattr(args, "results_dir", DEFAULT_RESULTS))
     specs = all_specs
     if getattr(args, "filter", None):
         specs = filter_specs(all_specs, args.filter)
@@ -86,11 +102,20 @@ def cmd_plan(args) -> int:
         return 0
     axes = list(specs[0].axes) if specs else []
     table = Table(title=f"{exp.name}: {len(specs)} runs ({exp.design}, {len(exp.seed_list)} seed(s)) -> {exp_dir}")
-    for col in ["#", "run_id", *axes, "seed"]:
+    # Values from base_from are shown per run with the file they came from (origins != base/grid).
+    tuned_from = sorted({o for s in specs for o in s.origins.values() if o not in ("base", "grid")})
+    for col in ["#", "run_id", *axes, "seed", *(["tuned (base_from)"] if tuned_from else [])]:
         table.add_column(col)
     for i, s in enumerate(specs, 1):
-        table.add_row(str(i), s.run_id, *[str(s.axes[a]) for a in axes], str(s.seed))
-    Console().print(table)
+        tuned = [", ".join(f"{k}={s.settings[k]:.4g}" if isinstance(s.settings[k], float) else f"{k}={s.settings[k]}"
+                        for k, o in s.origins.items()
+                        if o in tuned_from)] if tuned_from else []
+        table.add_row(str(i), s.run_id, *[str(s.axes[a]) for a in axes], str(s.seed), *tuned)
+    console = Console()
+    console.print(table)
+    if tuned_from:
+        console.print("values: axes from grid; tuned values from " + ", ".join(tuned_from), soft_wrap=True)
+        console.print("everything else from base, or the defaults where base does not set it", soft_wrap=True)
     return 0
 
 
@@ -142,7 +167,33 @@ def cmd_report(args) -> int:
     return 0
 
 
-_COMMANDS = {"plan": cmd_plan, "run": cmd_run, "report": cmd_report}
+def cmd_tune(args) -> int:
+    from keras_ablate.config import load_experiment
+    from keras_ablate.tuning_config import search_space, select_arms
+
+    # Tuning starts from base, so a base_from that points at these very results is ignored here.
+    exp, specs = load_experiment(args.file, results_dir=args.results_dir, use_base_from=False)
+    space = search_space(exp)
+    arms = select_arms(specs, args.arm)
+    # TensorFlow is imported only now, once the file is known to be valid.
+    from keras_ablate.tuning import tune_arms
+
+    role = "chief" if args.chief else args.worker
+    return tune_arms(exp, space, arms, args.results_dir, role=role, oracle=args.oracle)
+
+
+def cmd_claims(args) -> int:
+    from keras_ablate.claims import parse_overrides, run_claims
+
+    results, paths = run_claims(args.experiments_dir, args.results_dir, only=args.only,
+                                overrides=parse_overrides(args.set), workers=args.workers, run=not args.report_only)
+    for r in results:
+        print(f"claim {r.claim.claim_id:>2} {r.verdict.verdict:<12} {r.verdict.reason}")
+    print(f"report: {paths['html']} and {paths['md']}")
+    return 0
+
+
+_COMMANDS = {"plan": cmd_plan, "run": cmd_run, "report": cmd_report, "tune": cmd_tune}
 
 
 if __name__ == "__main__":

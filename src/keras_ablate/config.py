@@ -216,6 +216,20 @@ class AnalysisSection(BaseModel):
     target: float | None = Field(None, description="absolute target (overrides target_fraction)")
 
 
+class TuneSection(BaseModel):
+    """The `tune:` section: search nuisance settings per arm with keras-tuner (tuning_config.py, tuning.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tuner: Literal["random", "bayesian", "hyperband", "grid"] = "random"
+    objective: str = Field("val_loss", description="a name in keras_ablate.objectives.OBJECTIVES")
+    max_trials: int | None = Field(None, ge=1, description="trials per arm (random/bayesian: 10; grid: all points)")
+    max_epochs: int | None = Field(None, ge=1, description="hyperband: most epochs of one trial (default: epochs)")
+    factor: int = Field(3, ge=2, description="hyperband: reduction factor between rounds")
+    seed: int = Field(0, description="seeds the search and every trial's weights and shuffling")
+    space: dict[str, Any] = Field(default_factory=dict, description="setting -> {type: int|float|choice, ...}")
+
+
 class Experiment(BaseModel):
     """The whole experiment file."""
 
@@ -231,6 +245,9 @@ class Experiment(BaseModel):
     design: Literal["factorial", "one_at_a_time"] = "factorial"
     reference: dict[str, Any] = Field(default_factory=dict, description="reference level per axis")
     analysis: AnalysisSection = Field(default_factory=AnalysisSection)
+    tune: TuneSection | None = None
+    # `tuning` (results/<experiment>/tuning/<arm>/best.yaml) or a best.yaml / tuning folder path.
+    base_from: str | None = Field(None, description="take tuned settings: defaults < base < base_from < grid")
 
     @property
     def seed_list(self) -> list[int]:
@@ -252,6 +269,8 @@ class RunSpec:
     dataset: dict[str, Any]
     seed: int
     axes: dict[str, Any] = field(default_factory=dict)
+    # Where each explicitly set value came from: 'base', 'grid' or the best.yaml it was tuned in.
+    origins: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -261,6 +280,7 @@ class RunSpec:
             "dataset": self.dataset,
             "seed": self.seed,
             "axes": self.axes,
+            "origins": self.origins,
         }
 
     @classmethod
@@ -352,7 +372,9 @@ def _raise_validation(loc: _Locator, prefix: tuple, exc: ValidationError, model)
     raise ConfigError("\n".join(messages))
 
 
-def load_experiment(path: str | Path) -> tuple[Experiment, list[RunSpec]]:
+def load_experiment(
+    path: str | Path, results_dir: str | Path = "results", use_base_from: bool = True
+) -> tuple[Experiment, list[RunSpec]]:
     """Read, validate and expand an experiment file.
 
     Raises:
@@ -362,11 +384,17 @@ def load_experiment(path: str | Path) -> tuple[Experiment, list[RunSpec]]:
     if not path.exists():
         raise ConfigError(f"{path}: no such file")
     text = path.read_text(encoding="utf-8")
-    return parse_experiment(text, source=str(path))
+    return parse_experiment(text, source=str(path), results_dir=results_dir, use_base_from=use_base_from)
 
 
-def parse_experiment(text: str, source: str = "<string>") -> tuple[Experiment, list[RunSpec]]:
-    """Validate and expand experiment YAML text (see load_experiment)."""
+def parse_experiment(
+    text: str, source: str = "<string>", results_dir: str | Path = "results", use_base_from: bool = True
+) -> tuple[Experiment, list[RunSpec]]:
+    """Validate and expand experiment YAML text (see load_experiment).
+
+    `results_dir` is where `base_from: tuning` looks; `use_base_from=False` ignores base_from
+    (the tune command itself starts from base).
+    """
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -381,13 +409,14 @@ def parse_experiment(text: str, source: str = "<string>") -> tuple[Experiment, l
         exp = Experiment.model_validate(raw)
     except ValidationError as exc:
         _raise_validation(loc, (), exc, _model_for_loc(exc))
-    return exp, expand(exp, loc)
+    return exp, expand(exp, loc, results_dir=results_dir, use_base_from=use_base_from)
 
 
 def _model_for_loc(exc: ValidationError):
     # Extra keys at the top level or in nested sections: pick the model whose fields to list.
     loc = exc.errors()[0]["loc"]
-    return {(): Experiment, ("dataset",): DatasetSection, ("analysis",): AnalysisSection}.get(
+    sections = {("dataset",): DatasetSection, ("analysis",): AnalysisSection, ("tune",): TuneSection}
+    return {(): Experiment, **sections}.get(
         tuple(loc[:-1]), Experiment
     )
 
@@ -427,8 +456,14 @@ def _freeze(v):
     return json.dumps(v, sort_keys=True)
 
 
-def expand(exp: Experiment, loc: _Locator | None = None) -> list[RunSpec]:
-    """Expand the design into RunSpecs (factorial or one-at-a-time), minus exclusions."""
+def expand(
+    exp: Experiment, loc: _Locator | None = None, results_dir: str | Path = "results", use_base_from: bool = True
+) -> list[RunSpec]:
+    """Expand the design into RunSpecs (factorial or one-at-a-time), minus exclusions.
+
+    Values merge as defaults < base < base_from (tuned) < grid: tuned values replace the
+    base they were tuned from, and the scientific axes always come from the grid.
+    """
     loc = loc or _Locator("<experiment>", "")
     ds_name = exp.dataset.name
     try:
@@ -474,14 +509,21 @@ def expand(exp: Experiment, loc: _Locator | None = None) -> list[RunSpec]:
         if _freeze(level) not in {_freeze(v) for v in axes[key]}:
             raise loc.error(("reference", key), f"{value!r} is not a level of axis '{key}': {axes[key]}")
 
+    from keras_ablate import tuning_config
+
+    if exp.tune is not None:
+        tuning_config.search_space(exp, loc)
     combos = list(_design(axes, exp.design))
+    tuned = tuning_config.tuned_values(exp, combos, loc, results_dir) if exp.base_from and use_base_from else None
     seeds = exp.seed_list
     if not seeds:
         raise loc.error(("seeds",), "give at least one seed")
     specs: list[RunSpec] = []
     fingerprints: dict[str, dict | None] = {}
     for combo in combos:
-        merged = {**base, **combo}
+        tuned_here, tuned_from = tuned(combo) if tuned else ({}, "")
+        merged = {**base, **tuned_here, **combo}
+        origins = {**dict.fromkeys(base, "base"), **dict.fromkeys(tuned_here, tuned_from), **dict.fromkeys(combo, "grid")}
         if any(all(_freeze(merged.get(k)) == _freeze(v) for k, v in rule.items()) for rule in excludes):
             continue
         settings_in = {k: v for k, v in merged.items() if not k.startswith(DATASET_AXIS_PREFIX)}
@@ -509,6 +551,7 @@ def expand(exp: Experiment, loc: _Locator | None = None) -> list[RunSpec]:
                     dataset=dataset,
                     seed=int(seed),
                     axes=dict(combo),
+                    origins=origins,
                 )
             )
     if not specs:

@@ -14,6 +14,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from keras_ablate import store
 from keras_ablate.analysis.aggregate import Tables, load
 from keras_ablate.report import plots
+from keras_ablate.report.tuning_section import tuning_section
 
 
 @dataclass
@@ -103,6 +104,8 @@ def build_report(exp_dir: str | Path) -> dict[str, Path]:
         "environment": env_info,
         "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
         "total_wall_time_s": float(tables.runs["wall_time_s"].fillna(0).sum()) if not tables.runs.empty else 0.0,
+        # keras-tuner searches under tuning/<arm>/ (empty list when nothing was tuned).
+        "tuning": tuning_section(exp_dir, exp_dir / "figures"),
     }
     env = _environment()
     html = env.get_template("report.html.j2").render(**context)

@@ -1,0 +1,265 @@
+"""The `tune:` search space and `base_from:` tuned settings: validation with located errors (no TensorFlow)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from keras_ablate.config import (
+    DATASET_AXIS_PREFIX,
+    Experiment,
+    RunSettings,
+    RunSpec,
+    _check_key,
+    _freeze,
+    _Locator,
+    _raise_validation,
+    _validate_setting,
+    filter_specs,
+)
+from keras_ablate.errors import ConfigError, UserError, unknown_name
+
+TUNING = "tuning"
+BEST_FILE = "best.yaml"
+KINDS = ("int", "float", "choice")
+
+
+class _IntDim(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["int"]
+    min: int
+    max: int
+    step: int = Field(1, ge=1)
+    log: bool = False
+
+
+class _FloatDim(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["float"]
+    min: float
+    max: float
+    step: float | None = Field(
+        None, gt=0, description="grid spacing; without it grid search samples 10 points"
+    )
+    log: bool = False
+
+
+class _ChoiceDim(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["choice"]
+    values: list[Any]
+
+
+@dataclass(frozen=True)
+class SearchDim:
+    """One tuned setting; `name` is the setting, the keras-tuner hp name and the trials-table column."""
+
+    name: str
+    kind: Literal["int", "float", "choice"]
+    min: float | None = None
+    max: float | None = None
+    step: float | None = None
+    log: bool = False
+    values: tuple = ()
+
+
+def search_space(exp: Experiment, loc: _Locator | None = None) -> dict[str, SearchDim]:
+    """Validate `tune:` and return its search space, one SearchDim per tuned setting.
+
+    Raises:
+        ConfigError: naming the file, line and key, with the valid choices.
+    """
+    from keras_ablate.objectives import OBJECTIVES
+
+    loc = loc or _Locator("<experiment>", "")
+    tune = exp.tune
+    if tune is None:
+        raise loc.error((), "no 'tune:' section: add one with a search space to tune")
+    if tune.objective not in OBJECTIVES:
+        raise loc.error(
+            ("tune", "objective"), unknown_name("objective", tune.objective, OBJECTIVES)
+        )
+    if tune.tuner == "hyperband" and tune.max_trials is not None:
+        raise loc.error(
+            ("tune", "max_trials"),
+            "hyperband's budget is max_epochs (and factor); max_trials is not used",
+        )
+    if tune.tuner != "hyperband" and tune.max_epochs is not None:
+        raise loc.error(
+            ("tune", "max_epochs"),
+            f"only the hyperband tuner uses max_epochs (tuner is '{tune.tuner}')",
+        )
+    if not tune.space:
+        raise loc.error(("tune", "space"), "empty search space: name at least one setting to tune")
+    return {
+        key: _dimension(loc, ("tune", "space", key), key, spec, exp)
+        for key, spec in tune.space.items()
+    }
+
+
+def _dimension(loc: _Locator, path: tuple, key: str, spec: Any, exp: Experiment) -> SearchDim:
+    if key.startswith(DATASET_AXIS_PREFIX):
+        raise loc.error(
+            path,
+            "dataset options cannot be tuned (every trial must see the same data); tune settings",
+        )
+    _check_key(loc, path, key)
+    if key in exp.grid:
+        raise loc.error(
+            path,
+            f"'{key}' is a grid axis: the scientific axes stay fixed in each arm; tune it or vary it, not both",
+        )
+    if exp.tune.tuner == "hyperband" and key == "epochs":
+        raise loc.error(
+            path,
+            "hyperband chooses the epochs itself (up to max_epochs): remove epochs from the space",
+        )
+    if isinstance(spec, list):  # Shorthand: `activation: [relu, elu]` is a choice.
+        spec = {"type": "choice", "values": spec}
+    if not isinstance(spec, dict):
+        raise loc.error(
+            path,
+            "give {type: int, min, max[, step]}, {type: float, min, max[, log]} or {type: choice, values}",
+        )
+    kind = spec.get("type")
+    if kind not in KINDS:
+        raise loc.error(path + ("type",), unknown_name("search type", kind, KINDS))
+    model = {"int": _IntDim, "float": _FloatDim, "choice": _ChoiceDim}[kind]
+    try:
+        dim = model.model_validate(spec)
+    except ValidationError as exc:
+        _raise_validation(loc, path, exc, model)
+    ds_name = exp.dataset.name
+    if kind == "choice":
+        if not dim.values:
+            raise loc.error(path + ("values",), "empty choice: give at least one value")
+        values = [
+            _validate_setting(loc, path + ("values", i), key, v, ds_name)
+            for i, v in enumerate(dim.values)
+        ]
+        seen: set[str] = set()
+        for i, v in enumerate(values):
+            if isinstance(v, (list, dict)):
+                raise loc.error(
+                    path + ("values", i),
+                    "a choice must be a single value (a number, a name or true/false)",
+                )
+            if _freeze(v) in seen:
+                raise loc.error(path + ("values", i), f"value {v!r} appears twice")
+            seen.add(_freeze(v))
+        return SearchDim(key, "choice", values=tuple(values))
+    annotation = RunSettings.model_fields[key].annotation
+    if annotation is not {"int": int, "float": float}[kind]:
+        what = {
+            int: "an integer setting: use type int or choice",
+            float: "a float setting: use type float or choice",
+        }
+        raise loc.error(
+            path + ("type",), f"'{key}' is {what.get(annotation, 'not numeric: use type choice')}"
+        )
+    if not dim.min < dim.max:
+        raise loc.error(path + ("min",), f"min ({dim.min}) must be < max ({dim.max})")
+    if dim.log and dim.min <= 0:
+        raise loc.error(path + ("min",), f"log sampling needs min > 0, got {dim.min}")
+    for bound in (
+        "min",
+        "max",
+    ):  # The bounds must be valid values of the setting (e.g. dropout < 1).
+        _validate_setting(loc, path + (bound,), key, getattr(dim, bound), ds_name)
+    return SearchDim(key, kind, min=dim.min, max=dim.max, step=dim.step, log=dim.log)
+
+
+def arm_name(axes: dict[str, Any]) -> str:
+    """Folder name of one arm (one combination of the grid's axes, seeds excluded)."""
+    if not axes:
+        return "all"
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", "__".join(f"{k}={v}" for k, v in axes.items()))
+
+
+def tuning_root(exp: Experiment, results_dir: str | Path) -> Path:
+    return Path(results_dir) / exp.slug / TUNING
+
+
+def tuned_values(
+    exp: Experiment, combos: list[dict], loc: _Locator, results_dir: str | Path
+) -> Callable[[dict], tuple[dict, str]]:
+    """Resolve `base_from` for every arm up front; return combo -> (tuned settings, the file they came from).
+
+    A file applies to every arm; a folder (`tuning` = results/<experiment>/tuning) holds one
+    <arm>/best.yaml per arm, and an arm without one is an error (a fair comparison tunes every arm).
+    """
+    if exp.base_from == TUNING:
+        root = tuning_root(exp, results_dir)
+    else:
+        root = Path(exp.base_from)
+        source = Path(loc.source)
+        if not root.is_absolute() and source.is_file():
+            root = source.parent / root
+    if root.is_file():
+        single = (_read_best(root), str(root))
+        return lambda combo: single
+    if not root.is_dir():
+        raise loc.error(
+            ("base_from",),
+            f"no tuned settings at {root}: run `keras-ablate tune {loc.source}` first, or remove base_from",
+        )
+    found: dict[str, tuple[dict, str]] = {}
+    tuned_arms = sorted(p.parent.name for p in root.glob(f"*/{BEST_FILE}"))
+    for combo in combos:
+        name = arm_name(combo)
+        path = root / name / BEST_FILE
+        if not path.is_file():
+            flags = " ".join(f"--arm {k}={v}" for k, v in combo.items())
+            raise loc.error(
+                ("base_from",),
+                f"no tuned settings for arm '{name}' (expected {path}); tuned arms: {', '.join(tuned_arms) or 'none'}. "
+                f"Tune it with `keras-ablate tune {loc.source} {flags}`".rstrip(),
+            )
+        found[name] = (_read_best(path), str(path))
+    return lambda combo: found[arm_name(combo)]
+
+
+def _read_best(path: Path) -> dict[str, Any]:
+    """The `settings:` of a best.yaml, validated like base entries (errors name that file)."""
+    text = path.read_text(encoding="utf-8")
+    loc = _Locator(str(path), text)
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: YAML syntax error: {exc}") from None
+    if not isinstance(raw, dict) or not isinstance(raw.get("settings"), dict):
+        raise loc.error((), "a best-settings file needs a 'settings:' mapping (setting: value)")
+    out = {}
+    for key, value in raw["settings"].items():
+        if str(key).startswith(DATASET_AXIS_PREFIX):
+            raise loc.error(("settings", key), "dataset options cannot come from tuning")
+        out[key] = _validate_setting(loc, ("settings", key), key, value, None)
+    return out
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One arm to tune: the grid's axis levels, with the base settings and data its runs use."""
+
+    name: str
+    axes: dict
+    settings: dict
+    dataset: dict
+
+
+def select_arms(specs: list[RunSpec], filters: list[str]) -> list[Arm]:
+    """The distinct axis combinations of the grid (seeds excluded), optionally only those matching `--arm`."""
+    chosen = filter_specs(specs, filters, source="--arm") if filters else specs
+    if not chosen:
+        raise UserError(f"--arm {' '.join(filters)}: no arm of the grid matches")
+    arms: dict[str, Arm] = {}
+    for spec in chosen:
+        name = arm_name(spec.axes)
+        arms.setdefault(name, Arm(name, dict(spec.axes), dict(spec.settings), dict(spec.dataset)))
+    return list(arms.values())
