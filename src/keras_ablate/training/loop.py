@@ -17,6 +17,7 @@ from keras_ablate.config import RunSpec
 from keras_ablate.data import load_dataset
 from keras_ablate.models import build_model
 from keras_ablate.models.layers import loss_for
+from keras_ablate.training.probes import Probe, ProbeCallback, probe_batch
 from keras_ablate.training.step import InstrumentedModel, StopOnDivergence, optimizer_clip_kwargs
 
 _OPTIMIZERS = {
@@ -65,6 +66,8 @@ def run_one(spec: RunSpec) -> RunRecord:
     steps_per_epoch = math.ceil(len(dataset.x_train) / settings["batch_size"])
     capacity = steps_per_epoch * settings["epochs"]
     model = build_instrumented(settings, dataset, spec.seed, capacity)
+    # Probe-batch instruments at initialization and after every epoch (training/probes.py).
+    probes = ProbeCallback(Probe(model, *probe_batch(dataset), loss_for(dataset)))
 
     fit = model.fit(
         dataset.x_train,
@@ -74,13 +77,14 @@ def run_one(spec: RunSpec) -> RunRecord:
         validation_data=(dataset.x_val, dataset.y_val),
         shuffle=True,
         verbose=0,
-        callbacks=[StopOnDivergence()],
+        callbacks=[probes, StopOnDivergence()],
     )
     history = history_frame(fit.history, dataset.metric)
     columns, rows = model.step_records()
     steps = pd.DataFrame(rows, columns=columns)
     steps.insert(0, "step", np.arange(len(steps), dtype=np.int64))
     steps.insert(1, "epoch", (steps["step"] // steps_per_epoch).astype(np.int64))
+    history = add_clip_fraction(history, steps)
 
     diverged_step = model.first_nonfinite_step
     summary = {
@@ -95,9 +99,20 @@ def run_one(spec: RunSpec) -> RunRecord:
         "final": _final(history),
         "best": _best(history, dataset.metric),
         "wall_time_s": round(time.time() - started, 3),
+        "probe_time_s": round(probes.probe.seconds, 3),
         "environment": environment(),
     }
-    return RunRecord(summary=summary, tables={"history": history, "steps": steps})
+    return RunRecord(summary=summary, tables={"history": history, "steps": steps, **probes.tables()})
+
+
+def add_clip_fraction(history: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
+    """Add `train/clip_fraction`: the share of an epoch's steps where clipping fired (history epochs count from 1)."""
+    if history.empty or "grad/clipped" not in steps.columns:
+        return history
+    per_epoch = steps.groupby("epoch")["grad/clipped"].mean()
+    history = history.copy()
+    history["train/clip_fraction"] = per_epoch.reindex(history["epoch"] - 1).to_numpy(dtype=float)
+    return history
 
 
 def history_frame(history: dict, metric: str) -> pd.DataFrame:

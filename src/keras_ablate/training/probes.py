@@ -1,0 +1,379 @@
+"""Probe-batch instruments: per-timestep ||dL/dh_t||, depth profile, saturation / dead units, gates, kernel spectra.
+
+All of them are measured on one fixed probe batch at initialization (epoch 0) and at the end
+of every epoch, never inside the train step, so they cost nothing per step.
+
+How ||dL/dh_t|| is measured: the gradient with respect to a `return_sequences` output only
+sees the direct path to the loss (KERAS_NOTES.md). Instead each recurrent layer is replayed
+with `ProbeCell`, which wraps the layer's own trained cell and adds a zero probe p_t to h_t
+*inside* the recurrence (to the output and to the first state); dL/dp_t is then the full
+backprop-through-time gradient dL/dh_t. The norm is taken over the whole probe batch and all
+units: it is the norm of the gradient of the batch-mean loss with respect to the batch's h_t.
+
+The replay runs in training mode, so normalization layers use batch statistics as the train
+step does; Dropout is skipped (so probes draw no random numbers and leave the training
+trajectory untouched) and every non-trainable variable (moving statistics) is restored after.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import time
+
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+from keras import ops
+
+from keras_ablate.models.cells import gate_values
+from keras_ablate.training.step import _group_variables
+
+PROBE_SIZE = 64  # examples in the probe batch: the first PROBE_SIZE validation examples.
+SATURATION = 0.99  # |tanh| > 0.99, sigmoid < 0.01 or > 0.99 counts as saturated.
+TABLES = ("timesteps", "depth", "units", "weights")
+
+
+def probe_batch(dataset, size: int = PROBE_SIZE) -> tuple[np.ndarray, np.ndarray]:
+    """The fixed probe batch of a dataset: its first `size` validation examples (same for every run)."""
+    return dataset.x_val[:size], dataset.y_val[:size]
+
+
+def mean_loss(loss_name: str):
+    """(y_true, y_pred) -> scalar batch-mean loss for a Keras loss name (labels reshaped to the output)."""
+    fn = keras.losses.get(loss_name)
+    sparse = "sparse" in loss_name
+
+    def loss(y_true, y_pred):
+        if not sparse:
+            y_true = ops.reshape(ops.cast(y_true, y_pred.dtype), ops.shape(y_pred))
+        return ops.mean(fn(y_true, y_pred))
+
+    return loss
+
+
+class ProbeCell(keras.layers.Layer):
+    """Wraps a built recurrent cell: input [x_t, p_t] -> output [h_t + p_t, gate values], state h_t + p_t.
+
+    The inner cell keeps its own weights (nothing is copied). Gate values of the step (see
+    models/cells.gate_values) ride along as extra output columns so that saturation and gate
+    means come out of the same pass; they do not reach the loss.
+    """
+
+    def __init__(self, cell, units: int, gate_names: tuple[str, ...], **kwargs):
+        super().__init__(**kwargs)
+        self.cell, self.units, self.gate_names = cell, int(units), tuple(gate_names)
+        self.state_size = cell.state_size
+        self.output_size = self.units * (1 + len(self.gate_names))
+
+    def build(self, input_shape):
+        self.built = True  # the inner cell is built and trained already
+
+    def call(self, inputs, states, training=False):
+        x, probe = inputs[:, : -self.units], inputs[:, -self.units :]
+        nested = isinstance(states, (list, tuple))
+        state_list = list(states) if nested else [states]
+        h, new_states = self.cell(x, state_list if nested else states, training=training)
+        new_list = list(new_states) if isinstance(new_states, (list, tuple)) else [new_states]
+        new_list[0] = new_list[0] + probe
+        outputs = [h + probe]
+        if self.gate_names:
+            gates = _gates(self.cell, x, state_list, training)
+            outputs += [ops.broadcast_to(gates[name], ops.shape(h)) for name in self.gate_names]
+        next_states = new_list if isinstance(new_states, (list, tuple)) else new_list[0]
+        return ops.concatenate(outputs, axis=-1), next_states
+
+
+def _gates(cell, x, states, training) -> dict:
+    """Gate values of one step, in the same mode as the step itself when the cell supports it."""
+    own = getattr(cell, "gate_values", None)
+    if own is not None and "training" in inspect.signature(own).parameters:
+        return own(x, states, training=training)
+    return gate_values(cell, x, states)
+
+
+def _units_of(cell) -> int:
+    size = cell.state_size
+    return int(size[0] if isinstance(size, (list, tuple)) else size)
+
+
+def _gate_names(cell, units: int, input_dim: int) -> tuple[str, ...]:
+    """Names gate_values returns for this cell (probed once on zeros), or () when it has none."""
+    try:
+        states = [ops.zeros((1, _units_of(cell))) for _ in range(len(_as_list(cell.state_size)))]
+        return tuple(gate_values(cell, ops.zeros((1, input_dim)), states))
+    except (TypeError, AttributeError):
+        return ()
+
+
+def _as_list(x):
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+def _activation_kind(layer_or_cell) -> str:
+    """'tanh', 'sigmoid', 'relu' or 'other': which unit-health measure applies."""
+    if getattr(layer_or_cell, "maxout", False):
+        return "other"
+    fn = getattr(layer_or_cell, "activation", None)
+    name = fn if isinstance(fn, str) else getattr(fn, "__name__", "")
+    return name if name in ("tanh", "sigmoid", "relu") else "other"
+
+
+class Probe:
+    """Measures all probe-batch instruments of one model; build once per run, call `measure(epoch)`."""
+
+    def __init__(self, model: keras.Model, x: np.ndarray, y: np.ndarray, loss_name: str):
+        self.model, self.x, self.y = model, tf.constant(x), tf.constant(y)
+        self.loss = mean_loss(loss_name)
+        self.recurrent: dict[str, dict] = {}
+        self.activations: dict[str, str] = {}  # `<block>_act` layer name -> activation kind
+        for layer in model.layers:
+            if isinstance(layer, keras.layers.RNN):
+                cell = layer.cell
+                units = _units_of(cell)
+                gates = _gate_names(cell, units, int(layer.input.shape[-1]))
+                wrapper = ProbeCell(cell, units, gates, name=f"{layer.name}_probe_cell")
+                rnn = keras.layers.RNN(wrapper, return_sequences=True, name=f"{layer.name}_probe")
+                self.recurrent[layer.name] = {
+                    "layer": rnn,
+                    "units": units,
+                    "gates": gates,
+                    "cell": cell,
+                    "last_only": not layer.return_sequences,
+                    "kind": _activation_kind(cell),
+                }
+            elif layer.name.endswith("_act"):
+                self.activations[layer.name] = _activation_kind(layer)
+        self.layer_names, var_layers = _group_variables(model)
+        self._var_layers = var_layers
+        self._restore = [v for layer in model.layers for v in layer.non_trainable_variables]
+        # tf.function counts traces per code object; a partial (no __code__) is counted on its own,
+        # so one trace per run does not warn about "retracing" after a few runs in one worker.
+        self._function = tf.function(functools.partial(Probe._forward_backward, self))
+        self.seconds = 0.0
+
+    def _replay(self, x, probes: dict):
+        """Run the model layer by layer on x, recurrent layers through their ProbeCell; collect internals."""
+        values = {id(self.model.inputs[0]): x}
+        internals = {}
+        for layer in self.model.layers:
+            if isinstance(layer, keras.layers.InputLayer):
+                continue
+            args = [values[id(t)] for t in _as_list(layer.input)]
+            arg = args if isinstance(layer.input, (list, tuple)) else args[0]
+            if isinstance(layer, keras.layers.Dropout):
+                out = arg
+            elif layer.name in self.recurrent:
+                info = self.recurrent[layer.name]
+                full = info["layer"](
+                    ops.concatenate([arg, probes[layer.name]], axis=-1), training=True
+                )
+                units = info["units"]
+                sequence = full[..., :units]
+                internals[layer.name] = {
+                    "h": sequence,
+                    **{
+                        g: full[..., units * (j + 1) : units * (j + 2)]
+                        for j, g in enumerate(info["gates"])
+                    },
+                }
+                out = sequence[:, -1] if info["last_only"] else sequence
+            else:
+                out = layer(arg, training=True)
+                if layer.name in self.activations:
+                    internals[layer.name] = {"h": out}
+            values[id(layer.output)] = out
+        return values[id(self.model.outputs[0])], internals
+
+    def _forward_backward(self, x, y):
+        batch, steps = tf.shape(x)[0], tf.shape(x)[1]
+        probes = {n: tf.zeros([batch, steps, info["units"]]) for n, info in self.recurrent.items()}
+        variables = self.model.trainable_variables
+        with tf.GradientTape() as tape:
+            tape.watch(list(probes.values()))
+            y_pred, internals = self._replay(x, probes)
+            loss = self.loss(y, y_pred)
+        grads = tape.gradient(loss, [*probes.values(), *variables])
+        probe_grads, var_grads = grads[: len(probes)], grads[len(probes) :]
+        # ||dL/dh_t|| over batch and units, one value per timestep.
+        timesteps = {
+            n: tf.sqrt(tf.reduce_sum(tf.square(g), axis=[0, 2]))
+            for n, g in zip(probes, probe_grads, strict=True)
+        }
+        squares = {n: tf.constant(0.0) for n in self.layer_names}
+        for g, owner in zip(var_grads, self._var_layers, strict=True):
+            if g is not None:
+                squares[owner] = squares[owner] + tf.reduce_sum(tf.square(tf.convert_to_tensor(g)))
+        depth = {n: tf.sqrt(s) for n, s in squares.items()}
+        return timesteps, depth, internals
+
+    def measure(self, epoch: int) -> dict[str, pd.DataFrame]:
+        """All instruments at `epoch` (0 = initialization), one frame per table."""
+        started = time.perf_counter()
+        saved = [v.numpy() for v in self._restore]
+        try:
+            timesteps, depth, internals = self._function(self.x, self.y)
+        finally:
+            for v, value in zip(self._restore, saved, strict=True):
+                v.assign(value)
+        frames = {
+            "timesteps": _timestep_frame(epoch, timesteps),
+            "depth": pd.DataFrame(
+                {
+                    "epoch": epoch,
+                    "layer": self.layer_names,
+                    "position": np.arange(len(self.layer_names), dtype=np.int64),
+                    "grad_norm": [float(depth[n]) for n in self.layer_names],
+                }
+            ),
+            "units": self._unit_frame(epoch, internals),
+            "weights": self._weight_frame(epoch),
+        }
+        self.seconds += time.perf_counter() - started
+        return frames
+
+    def _unit_frame(self, epoch: int, internals: dict) -> pd.DataFrame:
+        rows = []
+        for name, kind in self.activations.items():
+            rows += _unit_health(
+                epoch, name.removesuffix("_act"), kind, internals[name]["h"].numpy()
+            )
+        for name, info in self.recurrent.items():
+            parts = {k: v.numpy() for k, v in internals[name].items()}
+            # The unit nonlinearity is the candidate (for a plain RNN that is h itself).
+            main = parts.get("candidate", parts["h"])
+            rows += _unit_health(epoch, name, info["kind"], main)
+            for gate in info["gates"]:
+                if gate == "candidate":
+                    continue
+                rows.append((epoch, name, f"gate_mean/{gate}", float(np.mean(parts[gate]))))
+                rows += _unit_health(epoch, name, "sigmoid", parts[gate], suffix=f"/{gate}")
+        return pd.DataFrame(rows, columns=["epoch", "layer", "quantity", "value"])
+
+    def _weight_frame(self, epoch: int) -> pd.DataFrame:
+        rows = []
+        for name, info in self.recurrent.items():
+            kernel = getattr(info["cell"], "recurrent_kernel", None)
+            if kernel is None:
+                continue
+            kernel = np.asarray(kernel)
+            units = info["units"]
+            # Blocks that are not units x units (a maxout candidate) get only the whole-kernel value.
+            n_blocks = kernel.shape[1] // units if kernel.shape[1] % units == 0 else 0
+            names = block_names(info["cell"], n_blocks) if n_blocks else []
+            rows += [(epoch, name, q, v) for q, v in kernel_spectra(kernel, names)]
+        return pd.DataFrame(rows, columns=["epoch", "layer", "quantity", "value"])
+
+
+def _timestep_frame(epoch: int, timesteps: dict) -> pd.DataFrame:
+    frames = []
+    for name, norms in timesteps.items():
+        norms = norms.numpy().astype(np.float64)
+        t = np.arange(len(norms), dtype=np.int64)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "epoch": epoch,
+                    "layer": name,
+                    "t": t,
+                    "distance": len(norms) - 1 - t,
+                    "grad_norm": norms,
+                }
+            )
+        )
+    if not frames:
+        return pd.DataFrame(
+            {
+                "epoch": pd.Series(dtype="int64"),
+                "layer": pd.Series(dtype="str"),
+                "t": pd.Series(dtype="int64"),
+                "distance": pd.Series(dtype="int64"),
+                "grad_norm": pd.Series(dtype="float64"),
+            }
+        )
+    return pd.concat(frames, ignore_index=True)
+
+
+def _unit_health(
+    epoch: int, layer: str, kind: str, values: np.ndarray, suffix: str = ""
+) -> list[tuple]:
+    """Saturated fraction (tanh / sigmoid) or dead-unit fraction (relu) of one layer's outputs."""
+    if kind == "tanh":
+        return [(epoch, layer, f"saturated{suffix}", float(np.mean(np.abs(values) > SATURATION)))]
+    if kind == "sigmoid":
+        saturated = (values < 1.0 - SATURATION) | (values > SATURATION)
+        return [(epoch, layer, f"saturated{suffix}", float(np.mean(saturated)))]
+    if kind == "relu":
+        # A unit (last axis) is dead when it is zero for every example and position of the probe batch.
+        flat = values.reshape(-1, values.shape[-1])
+        return [(epoch, layer, f"dead{suffix}", float(np.mean(np.all(flat <= 0.0, axis=0))))]
+    return []
+
+
+def kernel_spectra(kernel: np.ndarray, names: list[str]) -> list[tuple[str, float]]:
+    """Spectral radius and largest singular value of each square block of a recurrent kernel.
+
+    Args:
+        kernel: (units, n_blocks * units) recurrent kernel.
+        names: one name per block in column order (see `block_names`); None skips a block.
+
+    Returns:
+        (quantity, value) pairs; `max_singular/all` is the whole kernel's largest singular value.
+    """
+    kernel = kernel.astype(np.float64)
+    units = kernel.shape[0]
+    out = [("max_singular/all", float(np.linalg.norm(kernel, 2)))]
+    for j, name in enumerate(names):
+        if name is None:
+            continue
+        block = kernel[:, j * units : (j + 1) * units]
+        out.append((f"spectral_radius/{name}", float(np.max(np.abs(np.linalg.eigvals(block))))))
+        out.append((f"max_singular/{name}", float(np.linalg.norm(block, 2))))
+    return out
+
+
+def block_names(cell, n_blocks: int) -> list[str | None]:
+    """Names of the units-wide column blocks of a cell's recurrent kernel, in column order (None: skip)."""
+    if n_blocks == 1:
+        return ["candidate"]
+    # ZooCell: learned gates in column order, then the candidate.
+    own = getattr(cell, "gate_names", None)
+    if own is not None and len(own) < n_blocks:
+        # A maxout candidate spans several blocks whose columns interleave pieces: no square block.
+        return (
+            [*own, "candidate"]
+            if len(own) + 1 == n_blocks
+            else [*own] + [None] * (n_blocks - len(own))
+        )
+    if isinstance(cell, keras.layers.LSTMCell) and n_blocks == 4:
+        return ["input", "forget", "candidate", "output"]
+    if isinstance(cell, keras.layers.GRUCell) and n_blocks == 3:
+        return ["update", "reset", "candidate"]
+    return [f"block_{j}" for j in range(n_blocks)]
+
+
+class ProbeCallback(keras.callbacks.Callback):
+    """Measures the probe at the start of training (epoch 0) and after every epoch; frames collect in `frames`."""
+
+    def __init__(self, probe: Probe):
+        super().__init__()
+        self.probe = probe
+        self.frames: dict[str, list[pd.DataFrame]] = {name: [] for name in TABLES}
+
+    def on_train_begin(self, logs=None):
+        self._add(self.probe.measure(0))
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._add(self.probe.measure(epoch + 1))
+
+    def _add(self, frames: dict[str, pd.DataFrame]) -> None:
+        for name, frame in frames.items():
+            self.frames[name].append(frame)
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {
+            name: pd.concat(frames, ignore_index=True)
+            for name, frames in self.frames.items()
+            if frames
+        }
