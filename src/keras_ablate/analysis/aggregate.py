@@ -2,74 +2,280 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from keras_ablate import store
+
+# Run folder tables with their own loader; any other <name>.parquet is concatenated as is.
+_KNOWN_TABLES = ("history", "steps")
+STATUSES = ("ok", "diverged", "failed")
 
 
 @dataclass
 class Tables:
     """Tidy frames for one experiment.
 
-    runs: one row per run (settings as columns, dataset options as `dataset.<option>`,
-        status, diverged_step, final/... and best/... metrics, wall_time_s, error).
-    history: run_id, epoch, metric, value (long).
-    steps: one row per recorded step per run (run_id, step, epoch, then one column per
-        quantity: loss, grad/global_norm, grad/norm/<layer>, ...).
-    axes: the grid axes (columns of `runs` that vary by design), in file order.
+    runs: one row per run: run_id, every setting as a column (dataset options as
+        `dataset.<option>`), seed, status, diverged_step, summary numbers, final/... and
+        best/... of every history metric, and the derived metrics of analysis.metrics.
+    history: run_id, epoch, metric, value (long; run_id and metric categorical).
+    steps: run_id, step, quantity, layer, value (long, value float32). A per-layer column
+        `grad/norm/rnn_0` becomes quantity `grad/norm`, layer `rnn_0`; whole-model
+        quantities (`loss`, `grad/global_norm`, ...) have layer "".
+    timesteps: the runs' timesteps tables with run_id prepended, or None when no run has one.
+    extra: any other per-run table (<name>.parquet) the same way, by name.
+    axes: the grid axes, in file order. levels: each axis's levels in plan order.
+    info: experiment.json (name, reference, analysis settings, planned run ids, ...).
     """
 
     runs: pd.DataFrame
     history: pd.DataFrame
     steps: pd.DataFrame
     axes: list[str]
+    timesteps: pd.DataFrame | None = None
+    extra: dict[str, pd.DataFrame] = field(default_factory=dict)
+    levels: dict[str, list] = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
+
+    def quantity(self, quantity: str, layer: str = "") -> pd.DataFrame:
+        """Rows of `steps` for one quantity (and layer): run_id, step, value."""
+        s = self.steps
+        mask = (s["quantity"] == quantity) & (s["layer"] == layer)
+        return s.loc[mask, ["run_id", "step", "value"]].reset_index(drop=True)
+
+    def save(self, folder: str | Path) -> dict[str, Path]:
+        """Write every frame as <folder>/<name>.parquet; return the paths."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        frames = {"runs": self.runs, "history": self.history, "steps": self.steps, **self.extra}
+        if self.timesteps is not None:
+            frames["timesteps"] = self.timesteps
+        paths = {}
+        for name, frame in frames.items():
+            paths[name] = folder / f"{name}.parquet"
+            tmp = folder / f".{name}.parquet.tmp"
+            frame.to_parquet(tmp, index=False)
+            tmp.replace(paths[name])
+        return paths
 
 
-def load(results_dir: str | Path) -> Tables:
-    """Load an experiment folder (results/<experiment>)."""
+def load(results_dir: str | Path, derive: bool = True) -> Tables:
+    """Load an experiment folder (results/<experiment>); with `derive`, add the derived metrics."""
     exp_dir = Path(results_dir)
-    rows, histories, steps = [], [], []
-    axes: list[str] = []
+    info = read_info(exp_dir)
+    rows = []
+    history, steps = _LongBuilder("epoch", "metric"), _LongBuilder("step", "name")
+    others: dict[str, list[pd.DataFrame]] = {}
+    plan = {run_id: i for i, run_id in enumerate(info.get("run_ids", []))}
+    first_seen: dict[str, dict] = {}  # axis -> level -> earliest plan position
     for path, spec, summary in store.iter_runs(exp_dir):
-        for key in spec.get("axes", {}):
-            if key not in axes:
-                axes.append(key)
+        position = plan.get(spec["run_id"], len(plan))
+        for key, level in spec.get("axes", {}).items():
+            level = _cell(level)
+            seen = first_seen.setdefault(key, {})
+            seen[level] = min(seen.get(level, position), position)
+        run_id = spec["run_id"]
         rows.append(_run_row(spec, summary))
-        h = store.read_table(path, "history")
-        if h is not None and not h.empty:
-            long = h.melt(id_vars="epoch", var_name="metric", value_name="value")
-            long.insert(0, "run_id", spec["run_id"])
-            histories.append(long)
-        s = store.read_table(path, "steps")
-        if s is not None and not s.empty:
-            s.insert(0, "run_id", spec["run_id"])
-            steps.append(s)
-    runs = pd.DataFrame(rows)
-    if not runs.empty:
-        runs = runs.sort_values(["run_id"]).reset_index(drop=True)
-    history = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame(
-        columns=["run_id", "epoch", "metric", "value"]
+        code = len(rows) - 1
+        for name in _table_names(path):
+            table = pq.read_table(path / f"{name}.parquet")
+            if name == "history":
+                history.add(code, table, np.float64)
+            elif name == "steps":
+                steps.add(
+                    code,
+                    table.drop_columns([c for c in ("epoch",) if c in table.column_names]),
+                    np.float32,
+                )
+            elif table.num_rows:
+                frame = table.to_pandas()
+                frame.insert(0, "run_id", run_id)
+                others.setdefault(name, []).append(frame)
+    axes = [a for a in info.get("axes", []) if a in first_seen]
+    axes += [a for a in first_seen if a not in axes]
+    # Run ids are listed in expansion order, so this is the order the YAML lists the levels in.
+    levels = {a: sorted(first_seen[a], key=first_seen[a].get) for a in axes}
+    run_ids = [r["run_id"] for r in rows]
+    runs = _runs_frame(rows, axes, levels)
+    tables = Tables(
+        runs=runs,
+        history=history.frame("run_id", run_ids, "metric"),
+        steps=_split_layers(steps.frame("run_id", run_ids, "name")),
+        axes=axes,
+        levels=levels,
+        info=info,
     )
-    step_frame = pd.concat(steps, ignore_index=True) if steps else pd.DataFrame(columns=["run_id", "step", "epoch"])
-    return Tables(runs=runs, history=history, steps=step_frame, axes=axes)
+    for name, frames in others.items():
+        frame = pd.concat(frames, ignore_index=True)
+        frame["run_id"] = pd.Categorical(frame["run_id"], categories=run_ids)
+        if name == "timesteps":
+            tables.timesteps = frame
+        else:
+            tables.extra[name] = frame
+    if derive:
+        from keras_ablate.analysis.metrics import add_derived
+
+        add_derived(tables)
+    return tables
+
+
+def read_info(exp_dir: Path) -> dict:
+    """experiment.json, or {} when there is none (a folder of hand-made runs)."""
+    try:
+        return json.loads((Path(exp_dir) / "experiment.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _table_names(path: Path) -> list[str]:
+    return sorted(p.name[: -len(".parquet")] for p in path.iterdir() if p.name.endswith(".parquet"))
+
+
+class _LongBuilder:
+    """Turns wide per-run tables into one long table with integer codes, one numpy step per run."""
+
+    def __init__(self, index: str, name: str):
+        self.index, self.name = index, name
+        self.codes: dict[str, int] = {}
+        self.parts: list[tuple[np.ndarray, ...]] = []
+
+    def add(self, run_code: int, table, dtype) -> None:
+        columns = [c for c in table.column_names if c != self.index]
+        if not table.num_rows or not columns or self.index not in table.column_names:
+            return
+        index = table.column(self.index).to_numpy().astype(np.int32)
+        values = np.column_stack(
+            [
+                table.column(c).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
+                for c in columns
+            ]
+        )
+        codes = np.array(
+            [self.codes.setdefault(c, len(self.codes)) for c in columns], dtype=np.int32
+        )
+        n, q = values.shape
+        self.parts.append(
+            (
+                np.full(n * q, run_code, np.int32),
+                np.repeat(index, q),
+                np.tile(codes, n),
+                values.ravel(),
+            )
+        )
+
+    def frame(self, run_col: str, run_ids: list[str], name_col: str) -> pd.DataFrame:
+        names = list(self.codes)
+        if not self.parts:
+            return pd.DataFrame(
+                {
+                    run_col: pd.Categorical([], categories=run_ids),
+                    self.index: np.zeros(0, np.int32),
+                    name_col: pd.Categorical([], categories=names),
+                    "value": np.zeros(0),
+                }
+            )
+        runs, index, codes, values = (np.concatenate(p) for p in zip(*self.parts, strict=False))
+        return pd.DataFrame(
+            {
+                run_col: pd.Categorical.from_codes(runs, categories=run_ids),
+                self.index: index,
+                name_col: pd.Categorical.from_codes(codes, categories=names),
+                "value": values,
+            }
+        )
+
+
+def split_name(name: str) -> tuple[str, str]:
+    """'grad/norm/rnn_0' -> ('grad/norm', 'rnn_0'); 'grad/global_norm' -> ('grad/global_norm', '')."""
+    parts = name.split("/")
+    return ("/".join(parts[:-1]), parts[-1]) if len(parts) >= 3 else (name, "")
+
+
+def _split_layers(steps: pd.DataFrame) -> pd.DataFrame:
+    """Replace the wide column name by (quantity, layer), mapping codes rather than rows."""
+    names = steps["name"].cat.categories
+    pairs = [split_name(n) for n in names]
+    quantities = list(dict.fromkeys(q for q, _ in pairs))
+    layers = list(dict.fromkeys(["", *(lay for _, lay in pairs)]))
+    q_codes = np.array([quantities.index(q) for q, _ in pairs], dtype=np.int32)
+    l_codes = np.array([layers.index(lay) for _, lay in pairs], dtype=np.int32)
+    codes = steps["name"].cat.codes.to_numpy()
+    return pd.DataFrame(
+        {
+            "run_id": steps["run_id"],
+            "step": steps["step"],
+            "quantity": pd.Categorical.from_codes(
+                q_codes[codes] if len(codes) else codes, categories=quantities
+            ),
+            "layer": pd.Categorical.from_codes(
+                l_codes[codes] if len(codes) else codes, categories=layers
+            ),
+            "value": steps["value"],
+        }
+    )
+
+
+def _cell(value):
+    """Lists (e.g. kernel sizes) become 'a,b,c' so that every level is one hashable value."""
+    return ",".join(map(str, value)) if isinstance(value, list) else value
 
 
 def _run_row(spec: dict, summary: dict) -> dict:
     row = {"run_id": spec["run_id"], "seed": spec["seed"]}
     for key, value in spec["settings"].items():
-        row[key] = ",".join(map(str, value)) if isinstance(value, list) else value
+        row[key] = _cell(value)
     for key, value in spec["dataset"]["options"].items():
-        row[f"dataset.{key}"] = value
+        row[f"dataset.{key}"] = _cell(value)
     row["dataset"] = spec["dataset"]["name"]
     row["status"] = summary.get("status", "failed")
     row["diverged_step"] = summary.get("diverged_step")
     row["metric"] = summary.get("metric")
+    for key in ("epochs_done", "steps_done", "steps_per_epoch", "n_params", "wall_time_s"):
+        row[key] = summary.get(key)
     for prefix in ("final", "best"):
         for key, value in (summary.get(prefix) or {}).items():
             row[f"{prefix}/{key}"] = value
-    row["wall_time_s"] = summary.get("wall_time_s")
     row["error"] = summary.get("error")
     return row
+
+
+def _runs_frame(rows: list[dict], axes: list[str], levels: dict[str, list]) -> pd.DataFrame:
+    runs = pd.DataFrame(rows)
+    if runs.empty:
+        return pd.DataFrame(columns=["run_id", *axes, "seed", "status"])
+    numeric = [
+        "diverged_step",
+        "epochs_done",
+        "steps_done",
+        "steps_per_epoch",
+        "n_params",
+        "wall_time_s",
+    ]
+    numeric += [c for c in runs.columns if c.startswith(("final/", "best/"))]
+    for col in numeric:
+        if col in runs.columns:
+            runs[col] = pd.to_numeric(runs[col], errors="coerce").astype(float)
+    for col in runs.columns:
+        if col in axes or col in numeric or runs[col].dtype != object:
+            continue
+        kinds = {type(v) for v in runs[col] if v is not None and v == v}
+        if kinds - {str}:  # mixed types (e.g. None and 0.5) cannot go to Parquet as they are
+            runs[col] = runs[col].map(lambda v: None if v is None or v != v else str(v))
+    for axis in axes:
+        # Levels stay what the YAML said (numbers stay numbers) unless they mix types.
+        values = levels[axis]
+        if len({type(v) for v in values}) > 1:
+            values = list(dict.fromkeys(str(v) for v in values))
+            runs[axis] = runs[axis].map(str)
+            levels[axis] = values
+        runs[axis] = pd.Categorical(runs[axis], categories=values)
+    runs["status"] = pd.Categorical(
+        runs["status"], categories=list(dict.fromkeys([*STATUSES, *runs["status"]]))
+    )
+    return runs.sort_values("run_id").reset_index(drop=True)
