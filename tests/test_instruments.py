@@ -208,6 +208,9 @@ def test_kernel_spectra_tell_spectral_radius_from_largest_singular_value():
     assert values["max_singular/a"] == pytest.approx(2.0)
     assert values["spectral_radius/b"] == pytest.approx(3.0)
     assert values["max_singular/all"] == pytest.approx(np.linalg.norm(np.hstack([nilpotent, rotation]), 2))
+    # A diverged run's kernel holds NaN: the spectra say NaN instead of raising.
+    broken = dict(kernel_spectra(np.array([[np.nan, 0.0], [0.0, 1.0]]), ["candidate"]))
+    assert np.isnan(broken["spectral_radius/candidate"]) and np.isnan(broken["max_singular/all"])
 
 
 def test_probes_do_not_change_training():

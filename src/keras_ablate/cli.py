@@ -193,7 +193,7 @@ def cmd_claims(args) -> int:
     return 0
 
 
-_COMMANDS = {"plan": cmd_plan, "run": cmd_run, "report": cmd_report, "tune": cmd_tune}
+_COMMANDS = {"plan": cmd_plan, "run": cmd_run, "report": cmd_report, "tune": cmd_tune, "claims": cmd_claims}
 
 
 if __name__ == "__main__":

@@ -230,6 +230,19 @@ class TuneSection(BaseModel):
     space: dict[str, Any] = Field(default_factory=dict, description="setting -> {type: int|float|choice, ...}")
 
 
+class ClaimSection(BaseModel):
+    """The `claim:` section: a statement tested by this experiment (rule checked in analysis/claims.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: int = Field(ge=1, description="claim number; `keras-ablate claims --only ID`")
+    statement: str = Field(min_length=1, description="the claim, in words")
+    metrics: list[str] = Field(default_factory=list, description="per-run columns the rule reads (for the report)")
+    rule: dict[str, Any] = Field(description="compare | threshold | equivalent | all | any (analysis/claims.py)")
+    notes: str = Field("", description="what the rule cannot say, or where the claim is imprecise")
+    revised: str | None = Field(None, description="how and why the rule changed after a result was seen")
+
+
 class Experiment(BaseModel):
     """The whole experiment file."""
 
@@ -248,6 +261,7 @@ class Experiment(BaseModel):
     tune: TuneSection | None = None
     # `tuning` (results/<experiment>/tuning/<arm>/best.yaml) or a best.yaml / tuning folder path.
     base_from: str | None = Field(None, description="take tuned settings: defaults < base < base_from < grid")
+    claim: ClaimSection | None = Field(None, description="a study-note claim this experiment tests")
 
     @property
     def seed_list(self) -> list[int]:

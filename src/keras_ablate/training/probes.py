@@ -323,14 +323,20 @@ def kernel_spectra(kernel: np.ndarray, names: list[str]) -> list[tuple[str, floa
     """
     kernel = kernel.astype(np.float64)
     units = kernel.shape[0]
-    out = [("max_singular/all", float(np.linalg.norm(kernel, 2)))]
+    out = [("max_singular/all", _largest_singular(kernel))]
     for j, name in enumerate(names):
         if name is None:
             continue
         block = kernel[:, j * units : (j + 1) * units]
-        out.append((f"spectral_radius/{name}", float(np.max(np.abs(np.linalg.eigvals(block))))))
-        out.append((f"max_singular/{name}", float(np.linalg.norm(block, 2))))
+        radius = float(np.max(np.abs(np.linalg.eigvals(block)))) if np.isfinite(block).all() else np.nan
+        out.append((f"spectral_radius/{name}", radius))
+        out.append((f"max_singular/{name}", _largest_singular(block)))
     return out
+
+
+def _largest_singular(matrix: np.ndarray) -> float:
+    # A diverged run has NaN/Inf weights, where the SVD would raise instead of saying NaN.
+    return float(np.linalg.norm(matrix, 2)) if np.isfinite(matrix).all() else float("nan")
 
 
 def block_names(cell, n_blocks: int) -> list[str | None]:
