@@ -1,0 +1,441 @@
+"""Claim verdicts: YAML rules (compare, threshold, equivalent, all, any) evaluated on a per-run table.
+
+A rule comes out `supported`, `contradicted` or `inconclusive`. Intervals are 95 % t intervals:
+Welch's t (unequal variances, Welch-Satterthwaite degrees of freedom) for the difference of two
+group means, Student's t for one group mean, and with `paired: true` Student's t for the mean of
+the per-seed differences (same seed: same data and, within an architecture, the same weights).
+Runs are counted as follows:
+
+- failed runs (and planned runs not yet finished) never enter a mean, but they are counted and a
+  group left with fewer than `min_seeds` finished runs makes the rule inconclusive;
+- diverged runs are results: a finite metric (e.g. one measured at initialization) is used as is;
+  a missing or non-finite one is replaced by the worst finite value of that metric in the
+  experiment (`diverged: worst`, the default; "worst" is the largest value for metrics where
+  lower is better), by a given number, or left out and counted (`diverged: exclude`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from keras_ablate.errors import ConfigError
+
+VERDICTS = ("supported", "contradicted", "inconclusive")
+TRANSFORMS = ("none", "log10", "abs_log10", "negate")
+FINISHED = ("ok", "diverged")
+
+# ---------------------------------------------------------------------------------------------
+# Rule schema.
+
+
+class _Leaf(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field("", description="short label shown in the report")
+    metric: str = Field(min_length=1, description="a column of the per-run table")
+    transform: Literal["none", "log10", "abs_log10", "negate"] = "none"
+    min_seeds: int = Field(3, ge=2, description="finished runs each group needs")
+    confidence: float = Field(0.95, gt=0.5, lt=1.0)
+    diverged: Literal["worst", "exclude"] | float = "worst"
+    better: Literal["higher", "lower"] | None = Field(
+        None, description="for diverged: worst (default from the name)"
+    )
+    counts: bool = Field(
+        True, description="false: shown as evidence, not part of an all/any verdict"
+    )
+
+
+class CompareRule(_Leaf):
+    """Claim: mean(a) - mean(b) is greater (or less) than `margin`."""
+
+    a: dict[str, Any] = Field(description="axis: level selection of group A")
+    b: dict[str, Any] = Field(description="axis: level selection of group B")
+    paired: bool = Field(
+        False, description="pair runs by seed (same seed = same data and, per arm, same init)"
+    )
+    direction: Literal["greater", "less"] = "greater"
+    margin: float = 0.0
+
+
+class ThresholdRule(_Leaf):
+    """Claim: the mean of the selected group is greater (or less) than `value`."""
+
+    where: dict[str, Any] = Field(default_factory=dict)
+    direction: Literal["greater", "less"] = "less"
+    value: float
+
+
+class EquivalentRule(_Leaf):
+    """Claim: mean(a) and mean(b) differ by less than `margin` (two one-sided intervals)."""
+
+    a: dict[str, Any]
+    b: dict[str, Any]
+    margin: float = Field(gt=0)
+    paired: bool = Field(False, description="pair runs by seed (see CompareRule)")
+
+
+class Rule(BaseModel):
+    """Exactly one of the keys; `all` / `any` nest."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    compare: CompareRule | None = None
+    threshold: ThresholdRule | None = None
+    equivalent: EquivalentRule | None = None
+    all: list[Rule] | None = None
+    any: list[Rule] | None = None
+
+    @model_validator(mode="after")
+    def _one(self):
+        given = [
+            k
+            for k in ("compare", "threshold", "equivalent", "all", "any")
+            if getattr(self, k) is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                f"a rule needs exactly one of compare, threshold, equivalent, all, any; got {given or 'none'}"
+            )
+        if given[0] in ("all", "any") and not getattr(self, given[0]):
+            raise ValueError(f"'{given[0]}' needs at least one rule")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(
+            k
+            for k in ("compare", "threshold", "equivalent", "all", "any")
+            if getattr(self, k) is not None
+        )
+
+    @property
+    def body(self):
+        return getattr(self, self.kind)
+
+    def leaves(self) -> list[Rule]:
+        if self.kind in ("all", "any"):
+            return [leaf for child in self.body for leaf in child.leaves()]
+        return [self]
+
+
+def parse_rule(raw: Any, source: str = "claim.rule") -> Rule:
+    """Validate a rule mapping; errors name the key path and the problem."""
+    try:
+        return Rule.model_validate(raw)
+    except ValidationError as exc:
+        lines = [
+            f"{source}.{'.'.join(map(str, e['loc']))}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        ]
+        raise ConfigError("\n".join(lines)) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Results.
+
+
+@dataclass
+class Group:
+    """One selected group of runs and its summary statistics."""
+
+    label: str
+    values: list[float]
+    seeds: list = field(default_factory=list)
+    n_planned: int = 0
+    n_finished: int = 0
+    n_diverged: int = 0
+    n_failed: int = 0
+    n_missing: int = 0
+    n_excluded: int = 0
+    mean: float = math.nan
+    ci: tuple[float, float] = (math.nan, math.nan)
+
+
+@dataclass
+class Verdict:
+    """A rule's outcome, the reason in words, the numbers and the sub-verdicts of all/any."""
+
+    verdict: str
+    reason: str
+    kind: str
+    name: str = ""
+    metric: str | None = None
+    estimate: float | None = None
+    ci: tuple[float, float] | None = None
+    groups: list[Group] = field(default_factory=list)
+    children: list[Verdict] = field(default_factory=list)
+    rule: dict = field(default_factory=dict)
+
+    def leaves(self) -> list[Verdict]:
+        return [leaf for c in self.children for leaf in c.leaves()] if self.children else [self]
+
+
+# ---------------------------------------------------------------------------------------------
+# Selection and values.
+
+
+def _norm(value: Any) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def select(runs: pd.DataFrame, where: dict[str, Any]) -> pd.DataFrame:
+    """Rows whose columns equal every level in `where` (compared as text, so 1 == 1.0 == '1')."""
+    mask = pd.Series(True, index=runs.index)
+    for key, level in where.items():
+        if key not in runs.columns:
+            return runs.iloc[0:0]
+        mask &= runs[key].map(_norm) == _norm(level)
+    return runs[mask]
+
+
+def better_of(leaf: _Leaf) -> str:
+    if leaf.better:
+        return leaf.better
+    name = leaf.metric.lower()
+    higher = ("accuracy", "auc/val", "cosine")
+    return "higher" if any(h in name for h in higher) else "lower"
+
+
+def _transform(values: np.ndarray, how: str) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if how == "log10":
+            return np.where(values > 0, np.log10(np.where(values > 0, values, 1.0)), np.nan)
+        if how == "abs_log10":
+            return np.where(values > 0, np.abs(np.log10(np.where(values > 0, values, 1.0))), np.nan)
+        if how == "negate":
+            return -values
+    return values
+
+
+def group_values(runs: pd.DataFrame, where: dict, leaf: _Leaf, label: str) -> Group:
+    """Collect one group's metric values under the failed/diverged policy (see module docstring)."""
+    rows = select(runs, where)
+    group = Group(label=label, values=[], n_planned=len(rows))
+    status = rows["status"] if "status" in rows.columns else pd.Series("ok", index=rows.index)
+    group.n_failed = int((status == "failed").sum())
+    group.n_missing = int((status == "missing").sum())
+    finished = rows[status.isin(FINISHED)]
+    group.n_finished = len(finished)
+    group.n_diverged = int((finished["status"] == "diverged").sum()) if "status" in finished else 0
+    if leaf.metric not in runs.columns:
+        return group
+    all_values = _transform(
+        pd.to_numeric(runs[leaf.metric], errors="coerce").to_numpy(float), leaf.transform
+    )
+    finite_all = all_values[np.isfinite(all_values)]
+    mine = _transform(
+        pd.to_numeric(finished[leaf.metric], errors="coerce").to_numpy(float), leaf.transform
+    )
+    diverged = (finished["status"] == "diverged").to_numpy() if len(finished) else np.zeros(0, bool)
+    values, seeds = [], []
+    seed_column = (
+        finished["seed"].tolist() if "seed" in finished.columns else list(range(len(finished)))
+    )
+    for value, is_diverged, seed in zip(mine, diverged, seed_column, strict=False):
+        if math.isfinite(value):
+            replaced = float(value)
+        elif is_diverged and leaf.diverged != "exclude":
+            if isinstance(leaf.diverged, float | int) and not isinstance(leaf.diverged, bool):
+                replaced = float(leaf.diverged)
+            elif len(finite_all):
+                worst_high = (better_of(leaf) == "lower") != (leaf.transform == "negate")
+                replaced = float(finite_all.max() if worst_high else finite_all.min())
+            else:
+                group.n_excluded += 1
+                continue
+        else:
+            group.n_excluded += 1
+            continue
+        values.append(replaced)
+        seeds.append(seed)
+    group.values, group.seeds = values, seeds
+    if values:
+        group.mean = float(np.mean(values))
+        group.ci = mean_ci(values, leaf.confidence)
+    return group
+
+
+def mean_ci(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
+    """Student-t interval of a mean; zero width when all values are equal."""
+    from scipy import stats
+
+    x = np.asarray(values, float)
+    if len(x) < 2:
+        return (math.nan, math.nan)
+    half = stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
+    return (float(x.mean() - half), float(x.mean() + half))
+
+
+def welch_ci(
+    a: list[float], b: list[float], confidence: float = 0.95
+) -> tuple[float, tuple[float, float]]:
+    """Difference mean(a) - mean(b) and its Welch t interval."""
+    from scipy import stats
+
+    xa, xb = np.asarray(a, float), np.asarray(b, float)
+    diff = float(xa.mean() - xb.mean())
+    va, vb = xa.var(ddof=1) / len(xa), xb.var(ddof=1) / len(xb)
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return diff, (diff, diff)
+    dof = (va + vb) ** 2 / (
+        (va**2 / (len(xa) - 1) if va else 0) + (vb**2 / (len(xb) - 1) if vb else 0)
+    )
+    half = stats.t.ppf(0.5 + confidence / 2, dof) * se
+    return diff, (diff - half, diff + half)
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation.
+
+
+def evaluate(rule: Rule, runs: pd.DataFrame) -> Verdict:
+    """Evaluate a rule on the per-run table (columns: settings, status, metrics)."""
+    kind = rule.kind
+    if kind in ("all", "any"):
+        children = [evaluate(child, runs) for child in rule.body]
+        # Evidence-only leaves (counts: false) are shown but do not vote.
+        verdicts = [c.verdict for c in children if c.rule.get("counts", True)]
+        if not verdicts:
+            return Verdict("inconclusive", f"{kind}: no rule that counts", kind, children=children)
+        if kind == "all":
+            verdict = (
+                "contradicted"
+                if "contradicted" in verdicts
+                else ("supported" if all(v == "supported" for v in verdicts) else "inconclusive")
+            )
+        else:
+            verdict = (
+                "supported"
+                if "supported" in verdicts
+                else (
+                    "contradicted" if all(v == "contradicted" for v in verdicts) else "inconclusive"
+                )
+            )
+        counts = ", ".join(f"{verdicts.count(v)} {v}" for v in VERDICTS if v in verdicts)
+        return Verdict(
+            verdict, f"{kind} of {len(verdicts)} rules: {counts}", kind, children=children
+        )
+    leaf = rule.body
+    base = {"kind": kind, "name": leaf.name, "metric": leaf.metric, "rule": leaf.model_dump()}
+    if leaf.metric not in runs.columns:
+        return Verdict("inconclusive", f"inconclusive: metric {leaf.metric} not recorded", **base)
+    if kind == "threshold":
+        group = group_values(runs, leaf.where, leaf, _label(leaf.where))
+        problem = _too_few(group, leaf)
+        if problem:
+            return Verdict("inconclusive", problem, groups=[group], **base)
+        lo, hi = group.ci
+        claimed = f"mean {'<' if leaf.direction == 'less' else '>'} {leaf.value:g}"
+        verdict = _side(lo, hi, leaf.value, leaf.direction == "greater")
+        reason = f"{claimed}: mean {group.mean:.4g}, {leaf.confidence:.0%} CI [{lo:.4g}, {hi:.4g}], n={len(group.values)}"
+        return Verdict(verdict, reason, estimate=group.mean, ci=group.ci, groups=[group], **base)
+    ga = group_values(runs, leaf.a, leaf, _label(leaf.a))
+    gb = group_values(runs, leaf.b, leaf, _label(leaf.b))
+    for g in (ga, gb):
+        problem = _too_few(g, leaf)
+        if problem:
+            return Verdict("inconclusive", problem, groups=[ga, gb], **base)
+    if leaf.paired:
+        common = dict(zip(gb.seeds, gb.values, strict=False))
+        differences = [
+            x - common[s] for s, x in zip(ga.seeds, ga.values, strict=False) if s in common
+        ]
+        if len(differences) < leaf.min_seeds:
+            return Verdict(
+                "inconclusive",
+                f"inconclusive: {len(differences)} seed pair(s), needs {leaf.min_seeds}",
+                groups=[ga, gb],
+                **base,
+            )
+        diff = float(np.mean(differences))
+        lo, hi = mean_ci(differences, leaf.confidence)
+        interval = f"A-B = {diff:.4g}, {leaf.confidence:.0%} paired t CI [{lo:.4g}, {hi:.4g}] ({len(differences)} seed pairs)"
+    else:
+        diff, (lo, hi) = welch_ci(ga.values, gb.values, leaf.confidence)
+        interval = f"A-B = {diff:.4g}, {leaf.confidence:.0%} Welch CI [{lo:.4g}, {hi:.4g}] (n={len(ga.values)}, {len(gb.values)})"
+    if kind == "compare":
+        verdict = _side(lo, hi, leaf.margin, leaf.direction == "greater")
+        claimed = f"A {'>' if leaf.direction == 'greater' else '<'} B" + (
+            f" by {leaf.margin:g}" if leaf.margin else ""
+        )
+    else:
+        m = leaf.margin
+        verdict = (
+            "supported"
+            if -m < lo and hi < m
+            else ("contradicted" if lo > m or hi < -m else "inconclusive")
+        )
+        claimed = f"|A-B| < {m:g}"
+    return Verdict(
+        verdict, f"{claimed}: {interval}", estimate=diff, ci=(lo, hi), groups=[ga, gb], **base
+    )
+
+
+def _side(lo: float, hi: float, value: float, greater: bool) -> str:
+    if greater:
+        return "supported" if lo > value else ("contradicted" if hi < value else "inconclusive")
+    return "supported" if hi < value else ("contradicted" if lo > value else "inconclusive")
+
+
+def _too_few(group: Group, leaf: _Leaf) -> str | None:
+    n = len(group.values)
+    if n >= leaf.min_seeds:
+        return None
+    parts = [f"{group.n_finished} finished"]
+    for what, k in (
+        ("failed", group.n_failed),
+        ("not run yet", group.n_missing),
+        ("diverged", group.n_diverged),
+        ("without a finite value", group.n_excluded),
+    ):
+        if k:
+            parts.append(f"{k} {what}")
+    return (
+        f"inconclusive: group {group.label} has {n} usable value(s) of {leaf.metric} "
+        f"({', '.join(parts)} of {group.n_planned} planned); needs {leaf.min_seeds}"
+    )
+
+
+def _label(where: dict) -> str:
+    return ", ".join(f"{k}={v}" for k, v in where.items()) or "all runs"
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking a rule against the grid it will be evaluated on.
+
+
+def check_rule(rule: Rule, levels: dict[str, list], source: str = "claim.rule") -> None:
+    """Every selector key must be an axis (or fixed setting) and every level one of its values.
+
+    Args:
+        levels: column -> the values it takes in the planned runs.
+    """
+    for leaf_rule in rule.leaves():
+        leaf = leaf_rule.body
+        selectors = (
+            [("where", leaf.where)]
+            if leaf_rule.kind == "threshold"
+            else [("a", leaf.a), ("b", leaf.b)]
+        )
+        for part, where in selectors:
+            for key, level in where.items():
+                if key not in levels:
+                    raise ConfigError(
+                        f"{source}: {leaf_rule.kind}.{part}: '{key}' is not a setting of this grid; "
+                        f"axes and settings: {', '.join(sorted(levels))}"
+                    )
+                known = {_norm(v) for v in levels[key]}
+                if _norm(level) not in known:
+                    raise ConfigError(
+                        f"{source}: {leaf_rule.kind}.{part}: {key}={level!r} is not a level of this grid; "
+                        f"levels: {sorted(known)}"
+                    )

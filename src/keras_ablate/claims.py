@@ -1,0 +1,200 @@
+"""Test the study note's claims: load experiments/claim_*.yaml, run their grids, evaluate rules, report."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from keras_ablate.analysis.claims import Rule, Verdict, check_rule, evaluate, parse_rule
+from keras_ablate.config import SETTING_KEYS, Experiment, RunSettings, RunSpec, parse_experiment
+from keras_ablate.errors import ConfigError, UserError
+
+CLAIM_GLOB = "claim_*.yaml"
+CLAIMS_FOLDER = "claims"  # results/claims/<experiment>/ and results/claims/report.html
+
+
+@dataclass
+class ClaimExperiment:
+    """One claim file: the validated experiment, its runs and its parsed rule."""
+
+    path: Path
+    experiment: Experiment
+    specs: list[RunSpec]
+    rule: Rule
+
+    @property
+    def claim_id(self) -> int:
+        return self.experiment.claim.id
+
+
+@dataclass
+class ClaimResult:
+    """What the report shows for one claim."""
+
+    claim: ClaimExperiment
+    verdict: Verdict
+    table: pd.DataFrame
+    exp_dir: Path
+    statuses: dict[str, int] = field(default_factory=dict)
+    wall_time_s: float = 0.0
+
+
+def claim_files(experiments_dir: str | Path = "experiments") -> list[Path]:
+    folder = Path(experiments_dir)
+    if not folder.is_dir():
+        raise UserError(f"{folder}: no such folder of claim experiments")
+    return sorted(folder.glob(CLAIM_GLOB))
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """'base.epochs=1' / 'dataset.n_train=64' -> {'base.epochs': 1, ...} (values read as YAML)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        section, dot, name = key.partition(".")
+        if not sep or not dot or section not in ("base", "dataset") or not name:
+            raise UserError(f"--set {item!r}: use base.SETTING=VALUE or dataset.OPTION=VALUE")
+        out[key] = yaml.safe_load(value)
+    return out
+
+
+def load_claim(path: str | Path, overrides: dict[str, Any] | None = None) -> ClaimExperiment:
+    """Validate a claim file (experiment + claim section + rule against its grid)."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{path}: cannot read: {exc}") from None
+    text = path.read_text(encoding="utf-8")
+    if overrides:
+        for key, value in overrides.items():
+            section, _, name = key.partition(".")
+            if section == "base":
+                raw.setdefault("base", {})[name] = value
+            else:
+                raw.setdefault("dataset", {}).setdefault("options", {})[name] = value
+        text = yaml.safe_dump(raw, sort_keys=False)
+    exp, specs = parse_experiment(text, source=str(path))
+    if exp.claim is None:
+        raise ConfigError(f"{path}: a claim file needs a 'claim:' section (id, statement, rule)")
+    rule = normalize_rule(parse_rule(exp.claim.rule, source=f"{path}: claim.rule"), str(path))
+    check_rule(rule, planned_levels(specs), source=f"{path}: claim.rule")
+    return ClaimExperiment(path, exp, specs, rule)
+
+
+def normalize_rule(rule: Rule, source: str) -> Rule:
+    """Spell selector levels the way run settings are stored ('norm:1' -> 'norm:1.0')."""
+    for leaf_rule in rule.leaves():
+        leaf = leaf_rule.body
+        for where in [leaf.where] if leaf_rule.kind == "threshold" else [leaf.a, leaf.b]:
+            for key, level in list(where.items()):
+                if key in SETTING_KEYS:
+                    try:
+                        where[key] = RunSettings.model_validate({key: level}).model_dump(
+                            mode="json"
+                        )[key]
+                    except Exception as exc:  # noqa: BLE001 - pydantic message reworded below
+                        raise ConfigError(f"{source}: claim.rule: {key}={level!r}: {exc}") from None
+    return rule
+
+
+def planned_levels(specs: list[RunSpec]) -> dict[str, list]:
+    levels: dict[str, list] = {}
+    for spec in specs:
+        items = list(spec.settings.items()) + [
+            (f"dataset.{k}", v) for k, v in spec.dataset["options"].items()
+        ]
+        for key, value in items:
+            value = ",".join(map(str, value)) if isinstance(value, list) else value
+            bucket = levels.setdefault(key, [])
+            if value not in bucket:
+                bucket.append(value)
+    return levels
+
+
+def select_claims(
+    files: list[Path], only: list[int] | None, overrides=None
+) -> list[ClaimExperiment]:
+    claims = [load_claim(f, overrides) for f in files]
+    if only:
+        known = sorted({c.claim_id for c in claims})
+        unknown = sorted(set(only) - set(known))
+        if unknown:
+            raise UserError(f"--only {unknown}: no such claim; claims: {known}")
+        claims = [c for c in claims if c.claim_id in only]
+    return sorted(claims, key=lambda c: (c.claim_id, c.path.name))
+
+
+def run_claim(
+    claim: ClaimExperiment,
+    results_root: Path,
+    workers: int | None = None,
+    run: bool = True,
+    console=None,
+) -> ClaimResult:
+    """Run the claim's grid (finished runs are skipped) and evaluate its rule."""
+    from keras_ablate import store
+    from keras_ablate.analysis.claim_metrics import add_missing, claim_table
+
+    exp = claim.experiment
+    exp_dir = results_root / exp.slug
+    started = time.time()
+    if run:
+        from keras_ablate import runner
+
+        exp_dir.mkdir(parents=True, exist_ok=True)
+        store.write_json_atomic(
+            exp_dir / "experiment.json",
+            {
+                "name": exp.name,
+                "description": exp.description,
+                "source": str(claim.path),
+                "design": exp.design,
+                "axes": list(claim.specs[0].axes),
+                "n_runs": len(claim.specs),
+                "run_ids": [s.run_id for s in claim.specs],
+            },
+        )
+        kwargs = {"console": console} if console is not None else {}
+        if workers is not None and "workers" in inspect.signature(runner.run_grid).parameters:
+            kwargs["workers"] = workers
+        runner.run_grid(claim.specs, exp_dir, **kwargs)
+    table = add_missing(claim_table(exp_dir, [s.run_id for s in claim.specs]), claim.specs)
+    verdict = evaluate(claim.rule, table)
+    counts = (
+        table["status"].astype(str).value_counts() if "status" in table else pd.Series(dtype=int)
+    )
+    statuses = {k: int(n) for k, n in counts.items() if n}
+    return ClaimResult(claim, verdict, table, exp_dir, statuses, time.time() - started)
+
+
+def run_claims(
+    experiments_dir: str | Path = "experiments",
+    results_dir: str | Path = "results",
+    only: list[int] | None = None,
+    overrides: dict | None = None,
+    workers: int | None = None,
+    run: bool = True,
+    console=None,
+) -> tuple[list[ClaimResult], dict[str, Path]]:
+    """Run every selected claim, then write results/claims/report.html and report.md."""
+    from keras_ablate.report.claims_report import build_claims_report
+
+    claims = select_claims(claim_files(experiments_dir), only, overrides)
+    if not claims:
+        raise UserError(f"{experiments_dir}: no {CLAIM_GLOB} files")
+    root = Path(results_dir) / CLAIMS_FOLDER
+    results = [run_claim(c, root, workers=workers, run=run, console=console) for c in claims]
+    paths = build_claims_report(results, root)
+    return results, paths
+
+
+def slug_of(path: Path) -> str:
+    return re.sub(r"^claim_", "", path.stem)

@@ -1,0 +1,178 @@
+"""results/claims/report.html (self-contained) and report.md: a verdict table, then one section per claim."""
+
+from __future__ import annotations
+
+import base64
+import math
+import time
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from jinja2 import Environment, PackageLoader, select_autoescape  # noqa: E402
+
+from keras_ablate import store  # noqa: E402
+
+COLOURS = {"supported": "#1a7f37", "contradicted": "#cf222e", "inconclusive": "#9a6700"}
+GROUP_COLOURS = ("#0969da", "#bc4c00", "#8250df")
+
+
+def claim_figure(result, path: Path) -> Path | None:
+    """One panel per rule: each run's value per group, the group mean with its CI, the threshold."""
+    leaves = [leaf for leaf in result.verdict.leaves() if leaf.groups]
+    if not leaves:
+        return None
+    fig, axes = plt.subplots(1, len(leaves), figsize=(3.2 * len(leaves), 3.0), squeeze=False)
+    for ax, leaf in zip(axes[0], leaves, strict=False):
+        for i, group in enumerate(leaf.groups):
+            colour = GROUP_COLOURS[i % len(GROUP_COLOURS)]
+            jitter = np.linspace(-0.12, 0.12, len(group.values)) if len(group.values) > 1 else [0.0]
+            ax.scatter(i + np.asarray(jitter), group.values, s=14, color=colour, alpha=0.6)
+            if not math.isnan(group.mean):
+                lo, hi = group.ci
+                err = None if math.isnan(lo) else [[group.mean - lo], [hi - group.mean]]
+                ax.errorbar(i + 0.3, group.mean, yerr=err, fmt="o", color=colour, capsize=4)
+        if leaf.kind == "threshold":
+            ax.axhline(leaf.rule["value"], color="grey", linestyle="--", linewidth=1)
+        ax.set_xticks(range(len(leaf.groups)))
+        ax.set_xticklabels([_short(g.label) for g in leaf.groups], fontsize=7, rotation=15)
+        transform = leaf.rule.get("transform", "none")
+        ax.set_ylabel(
+            leaf.metric if transform == "none" else f"{transform}({leaf.metric})", fontsize=8
+        )
+        ax.set_title(
+            f"{leaf.name or leaf.kind}: {leaf.verdict}", fontsize=8, color=COLOURS[leaf.verdict]
+        )
+        ax.tick_params(labelsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _short(label: str, width: int = 28) -> str:
+    return label if len(label) <= width else label[: width - 1] + "…"
+
+
+def _leaf_rows(verdict) -> list[dict]:
+    rows = []
+    for leaf in verdict.leaves():
+        groups = [
+            {
+                "label": g.label,
+                "n": len(g.values),
+                "planned": g.n_planned,
+                "diverged": g.n_diverged,
+                "failed": g.n_failed,
+                "missing": g.n_missing,
+                "mean": g.mean,
+                "ci": g.ci,
+            }
+            for g in leaf.groups
+        ]
+        rows.append(
+            {
+                "name": leaf.name or leaf.kind,
+                "kind": leaf.kind,
+                "metric": leaf.metric,
+                "transform": leaf.rule.get("transform", "none") if leaf.rule else "none",
+                "verdict": leaf.verdict,
+                "reason": leaf.reason,
+                "groups": groups,
+            }
+        )
+    return rows
+
+
+def _setup(claim) -> dict:
+    exp = claim.experiment
+    specs = claim.specs
+    axes = {k: v for k, v in exp.grid.items()}
+    return {
+        "file": str(claim.path),
+        "experiment": exp.name,
+        "dataset": exp.dataset.name,
+        "dataset_options": exp.dataset.options,
+        "base": exp.base,
+        "grid": axes,
+        "seeds": exp.seed_list,
+        "n_runs": len(specs),
+        "design": exp.design,
+    }
+
+
+def build_claims_report(results: list, out_dir: str | Path) -> dict[str, Path]:
+    """Write report.html (figures embedded) and report.md (figures next to it) into out_dir."""
+    out_dir = Path(out_dir)
+    fig_dir = out_dir / "figures"
+    sections = []
+    for result in results:
+        claim = result.claim
+        meta = claim.experiment.claim
+        fig = claim_figure(result, fig_dir / f"{claim.path.stem}.png")
+        sections.append(
+            {
+                "id": meta.id,
+                "file_stem": claim.path.stem,
+                "statement": " ".join(meta.statement.split()),
+                "notes": " ".join(meta.notes.split()),
+                "revised": " ".join(meta.revised.split()) if meta.revised else None,
+                "verdict": result.verdict.verdict,
+                "reason": result.verdict.reason,
+                "leaves": _leaf_rows(result.verdict),
+                "setup": _setup(claim),
+                "statuses": result.statuses,
+                "wall_time_s": float(result.table["wall_time_s"].fillna(0).sum())
+                if "wall_time_s" in result.table
+                else 0.0,
+                "figure_uri": _data_uri(fig) if fig else None,
+                "figure_file": f"figures/{fig.name}" if fig else None,
+            }
+        )
+    counts = {v: sum(s["verdict"] == v for s in sections) for v in COLOURS}
+    context = {
+        "sections": sections,
+        "counts": counts,
+        "colours": COLOURS,
+        "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "total_wall_time_s": sum(s["wall_time_s"] for s in sections),
+    }
+    env = _environment(autoescape=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    store.write_text_atomic(
+        out_dir / "report.html", env.get_template("claims.html.j2").render(**context)
+    )
+    store.write_text_atomic(
+        out_dir / "report.md",
+        _environment(autoescape=False).get_template("claims.md.j2").render(**context),
+    )
+    return {"html": out_dir / "report.html", "md": out_dir / "report.md"}
+
+
+def _environment(autoescape: bool) -> Environment:
+    # HTML escapes every user string; Markdown is not HTML (escaping would print &#39;).
+    env = Environment(
+        loader=PackageLoader("keras_ablate.report", "templates"),
+        autoescape=select_autoescape(default_for_string=True, default=True)
+        if autoescape
+        else False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["fmt"] = _fmt
+    return env
+
+
+def _fmt(value) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode("ascii")

@@ -1,0 +1,308 @@
+"""Claim verdicts: the rule engine on hand-built run tables, every claim file, and one claim end to end."""
+
+from __future__ import annotations
+
+import math
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
+
+from keras_ablate.analysis.claim_metrics import decay_factor
+from keras_ablate.analysis.claims import check_rule, evaluate, parse_rule
+from keras_ablate.claims import claim_files, load_claim, planned_levels, run_claims
+from keras_ablate.cli import main
+from keras_ablate.errors import ConfigError
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+
+def frame(
+    groups: dict[str, list], status: dict[str, list] | None = None, metric: str = "final/val/loss"
+) -> pd.DataFrame:
+    """One row per value: column `arm` = the group name, `metric` = the value, status ok unless given."""
+    rows = []
+    for arm, values in groups.items():
+        statuses = (status or {}).get(arm, ["ok"] * len(values))
+        for seed, (value, st) in enumerate(zip(values, statuses, strict=False)):
+            rows.append(
+                {"run_id": f"{arm}{seed}", "arm": arm, "seed": seed, "status": st, metric: value}
+            )
+    return pd.DataFrame(rows)
+
+
+def compare(direction="less", metric="final/val/loss", **extra):
+    return parse_rule(
+        {
+            "compare": {
+                "metric": metric,
+                "a": {"arm": "a"},
+                "b": {"arm": "b"},
+                "direction": direction,
+                **extra,
+            }
+        }
+    )
+
+
+def test_compare_supported_with_the_welch_interval_of_statsmodels():
+    a, b = [0.20, 0.25, 0.22, 0.21], [0.50, 0.61, 0.55]
+    verdict = evaluate(compare("less"), frame({"a": a, "b": b}))
+    assert verdict.verdict == "supported"
+    expected = CompareMeans(DescrStatsW(np.array(a)), DescrStatsW(np.array(b))).tconfint_diff(
+        usevar="unequal"
+    )
+    assert verdict.estimate == pytest.approx(np.mean(a) - np.mean(b))
+    assert verdict.ci == pytest.approx(expected, rel=1e-9)
+
+
+def test_paired_compare_uses_per_seed_differences():
+    # Big seed-to-seed spread, constant +0.1 shift: unpaired Welch cannot tell, paired can.
+    runs = frame({"a": [1.1, 2.1, 3.1], "b": [1.0, 2.0, 3.0]})
+    assert evaluate(compare("greater"), runs).verdict == "inconclusive"
+    paired = evaluate(compare("greater", paired=True), runs)
+    assert paired.verdict == "supported"
+    assert paired.ci == pytest.approx((0.1, 0.1))
+
+
+def test_compare_contradicted_when_the_interval_is_on_the_other_side():
+    verdict = evaluate(
+        compare("greater"), frame({"a": [0.20, 0.25, 0.22], "b": [0.50, 0.61, 0.55]})
+    )
+    assert verdict.verdict == "contradicted"
+
+
+def test_compare_inconclusive_when_the_interval_covers_the_margin():
+    verdict = evaluate(compare("less"), frame({"a": [0.2, 0.6, 0.4], "b": [0.3, 0.5, 0.45]}))
+    assert verdict.verdict == "inconclusive"
+    assert verdict.ci[0] < 0 < verdict.ci[1]
+
+
+def test_a_failed_run_is_counted_and_leaves_too_few_seeds():
+    runs = frame(
+        {"a": [0.2, 0.21, None], "b": [0.5, 0.6, 0.55]}, status={"a": ["ok", "ok", "failed"]}
+    )
+    verdict = evaluate(compare("less"), runs)
+    assert verdict.verdict == "inconclusive"
+    assert "1 failed" in verdict.reason and "needs 3" in verdict.reason
+    assert verdict.groups[0].n_failed == 1 and verdict.groups[0].n_planned == 3
+
+
+def test_a_diverged_run_without_a_value_gets_the_worst_value_of_the_experiment():
+    # Lower loss is better, so the worst is the largest finite loss anywhere (0.9 here).
+    runs = frame(
+        {"a": [0.2, 0.21, float("nan")], "b": [0.5, 0.6, 0.9]},
+        status={"a": ["ok", "ok", "diverged"]},
+    )
+    verdict = evaluate(compare("less"), runs)
+    assert verdict.groups[0].values == [0.2, 0.21, 0.9]
+    assert verdict.groups[0].n_diverged == 1
+    assert verdict.verdict == "inconclusive"  # the diverged seed now pulls arm a up
+    excluded = evaluate(compare("less", diverged="exclude"), runs)
+    assert excluded.verdict == "inconclusive" and "diverged" in excluded.reason
+    fixed = evaluate(compare("less", diverged=10.0), runs)
+    assert fixed.groups[0].values[-1] == 10.0
+
+
+def test_a_diverged_run_keeps_a_finite_metric():
+    runs = frame(
+        {"a": [3.0, 3.1, 3.2], "b": [1.0, 1.1, 1.05]},
+        status={"a": ["diverged"] * 3},
+        metric="init/grad/global_norm",
+    )
+    verdict = evaluate(compare("greater", metric="init/grad/global_norm"), runs)
+    assert verdict.groups[0].values == [3.0, 3.1, 3.2]
+    assert verdict.verdict == "supported"
+
+
+def test_a_metric_that_was_not_recorded_is_inconclusive_not_an_error():
+    verdict = evaluate(
+        compare(metric="decay_factor/final"), frame({"a": [1, 2, 3], "b": [1, 2, 3]})
+    )
+    assert verdict.verdict == "inconclusive"
+    assert verdict.reason == "inconclusive: metric decay_factor/final not recorded"
+
+
+def test_threshold_and_equivalent_reach_every_verdict():
+    runs = frame({"a": [0.5, 0.52, 0.48], "b": [0.5, 0.51, 0.49]})
+
+    def threshold(value, direction="less"):
+        return evaluate(
+            parse_rule(
+                {
+                    "threshold": {
+                        "metric": "final/val/loss",
+                        "where": {"arm": "a"},
+                        "direction": direction,
+                        "value": value,
+                    }
+                }
+            ),
+            runs,
+        ).verdict
+
+    assert (threshold(1.0), threshold(0.1), threshold(0.5)) == (
+        "supported",
+        "contradicted",
+        "inconclusive",
+    )
+    mean, half = 0.5, DescrStatsW(np.array([0.5, 0.52, 0.48])).tconfint_mean()
+    assert evaluate(
+        parse_rule({"threshold": {"metric": "final/val/loss", "where": {"arm": "a"}, "value": 1}}),
+        runs,
+    ).ci == pytest.approx(half)
+    assert mean == pytest.approx(0.5)
+
+    def equivalent(margin, b=None):
+        data = runs if b is None else frame({"a": [0.5, 0.52, 0.48], "b": b})
+        rule = parse_rule(
+            {
+                "equivalent": {
+                    "metric": "final/val/loss",
+                    "a": {"arm": "a"},
+                    "b": {"arm": "b"},
+                    "margin": margin,
+                }
+            }
+        )
+        return evaluate(rule, data).verdict
+
+    assert equivalent(0.2) == "supported"
+    assert equivalent(0.1, b=[0.9, 0.91, 0.92]) == "contradicted"
+    assert equivalent(0.01) == "inconclusive"
+
+
+def test_all_and_any_combine_and_evidence_does_not_vote():
+    runs = frame({"a": [0.20, 0.25, 0.22], "b": [0.50, 0.61, 0.55]})
+    good = {
+        "compare": {
+            "metric": "final/val/loss",
+            "a": {"arm": "a"},
+            "b": {"arm": "b"},
+            "direction": "less",
+        }
+    }
+    bad = {"compare": {**good["compare"], "direction": "greater"}}
+    missing = {"compare": {**good["compare"], "metric": "nope"}}
+    assert evaluate(parse_rule({"all": [good, good]}), runs).verdict == "supported"
+    assert evaluate(parse_rule({"all": [good, bad]}), runs).verdict == "contradicted"
+    assert evaluate(parse_rule({"all": [good, missing]}), runs).verdict == "inconclusive"
+    assert evaluate(parse_rule({"any": [bad, good]}), runs).verdict == "supported"
+    assert evaluate(parse_rule({"any": [bad, bad]}), runs).verdict == "contradicted"
+    evidence = {"compare": {**bad["compare"], "counts": False}}
+    verdict = evaluate(parse_rule({"all": [good, evidence]}), runs)
+    assert verdict.verdict == "supported" and verdict.children[1].verdict == "contradicted"
+
+
+def test_bad_rules_name_the_problem():
+    with pytest.raises(ConfigError, match="exactly one of"):
+        parse_rule(
+            {"compare": {"metric": "m", "a": {}, "b": {}}, "threshold": {"metric": "m", "value": 1}}
+        )
+    with pytest.raises(ConfigError, match="direction"):
+        parse_rule({"compare": {"metric": "m", "a": {}, "b": {}, "direction": "up"}})
+    rule = parse_rule(
+        {"compare": {"metric": "m", "a": {"architecture": "lstm"}, "b": {"architectur": "rnn"}}}
+    )
+    with pytest.raises(ConfigError, match="'architectur' is not a setting"):
+        check_rule(rule, {"architecture": ["lstm", "rnn"]})
+    rule = parse_rule(
+        {"compare": {"metric": "m", "a": {"architecture": "lstm"}, "b": {"architecture": "gru"}}}
+    )
+    with pytest.raises(ConfigError, match="architecture='gru' is not a level"):
+        check_rule(rule, {"architecture": ["lstm", "rnn"]})
+
+
+def test_decay_factor_recovers_a_known_geometric_decay():
+    distance = np.arange(10)
+    assert decay_factor(distance, 3.0 * 0.7**distance) == pytest.approx(0.7)
+    with_zero = 3.0 * 1.2**distance
+    with_zero[4] = 0.0  # an exact zero is left out, not log'd
+    assert decay_factor(distance, with_zero) == pytest.approx(1.2)
+    assert math.isnan(decay_factor(distance[:1], np.ones(1)))
+
+
+def test_every_claim_file_loads_expands_and_points_at_its_grid():
+    files = claim_files(EXPERIMENTS)
+    ids = set()
+    for path in files:
+        claim = load_claim(
+            path
+        )  # validates the experiment, the claim section and the rule's selectors
+        ids.add(claim.claim_id)
+        levels = planned_levels(claim.specs)
+        for leaf in claim.rule.leaves():
+            body = leaf.body
+            selectors = [body.where] if leaf.kind == "threshold" else [body.a, body.b]
+            for where in selectors:
+                assert where, f"{path.name}: a rule selects all runs"
+                assert all(key in levels for key in where)
+        assert len(claim.experiment.seed_list) >= 3
+    assert ids == set(range(1, 12))
+
+
+TINY_CLAIM = """
+name: tiny_claim
+dataset: {{name: recall, options: {{seq_len: 3, vocab_size: 10, n_classes: 2, n_train: 64, n_val: 32}}}}
+base: {{architecture: rnn, units: 4, embed_dim: 4, epochs: 1, batch_size: 32, jit_compile: false}}
+grid: {{clip: [none, "global_norm:1"]}}
+seeds: 3
+claim:
+  id: 3
+  statement: "{statement}"
+  rule:
+    all:
+      - threshold: {{name: ok, metric: final/val/accuracy, where: {{clip: none}}, direction: greater, value: 0.0}}
+      - equivalent: {{name: same, metric: init/grad/global_norm, a: {{clip: "global_norm:1"}}, b: {{clip: none}}, margin: 0.001, paired: true}}
+      - threshold: {{name: probe, metric: decay_factor/init, where: {{clip: none}}, value: 1, counts: false}}
+"""
+
+
+def test_a_claim_end_to_end_gives_a_verdict_and_the_report(tmp_path):
+    folder = tmp_path / "experiments"
+    folder.mkdir()
+    (folder / "claim_03_tiny.yaml").write_text(
+        textwrap.dedent(TINY_CLAIM.format(statement="h_t = F(h_{t-1}, x_t) <script>x</script>"))
+    )
+    results, paths = run_claims(folder, tmp_path / "results", only=[3], workers=1)
+    (result,) = results
+    assert result.statuses == {"ok": 6}
+    leaves = result.verdict.leaves()
+    # Accuracy > 0 always holds; the step-0 gradient does not depend on the clip setting.
+    assert [leaf.verdict for leaf in leaves[:2]] == ["supported", "supported"]
+    assert (
+        leaves[2].reason in ("inconclusive: metric decay_factor/init not recorded",)
+        or leaves[2].groups
+    )
+    html = paths["html"].read_text()
+    assert "<script>x" not in html and "&lt;script&gt;" in html
+    assert "data:image/png;base64," in html and "Claim 3" in html
+    md = paths["md"].read_text()
+    assert "| 3 |" in md and "(figures/claim_03_tiny.png)" in md
+    assert (paths["md"].parent / "figures" / "claim_03_tiny.png").exists()
+    # Resumable: a second invocation trains nothing and gives the same verdict.
+    again, _ = run_claims(folder, tmp_path / "results", only=[3], workers=1)
+    assert again[0].verdict.verdict == result.verdict.verdict
+    assert again[0].wall_time_s < result.wall_time_s
+
+
+def test_cli_rejects_an_unknown_claim(tmp_path, capsys):
+    assert (
+        main(
+            [
+                "claims",
+                "--only",
+                "99",
+                "--results-dir",
+                str(tmp_path),
+                "--experiments-dir",
+                str(EXPERIMENTS),
+                "--report-only",
+            ]
+        )
+        == 2
+    )
+    assert "no such claim" in capsys.readouterr().err
