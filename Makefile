@@ -39,6 +39,11 @@ ablate: setup
 report: setup
 	$(BIN)/keras-ablate report $(FILE) --results-dir $(RESULTS)
 
+# Test the study note's claims: every experiments/claim_*.yaml (resumable), then
+# results/claims/report.html + report.md. One claim: make claims CLAIMS_ARGS="--only 4".
+claims: setup
+	$(BIN)/keras-ablate claims --results-dir $(RESULTS) $(CLAIMS_ARGS)
+
 # Tune the tune: section's settings for every arm (resumable); one arm: make tune TUNE_ARGS="--arm architecture=lstm ..."
 tune: setup
 	$(BIN)/keras-ablate tune $(FILE) --results-dir $(RESULTS) $(TUNE_ARGS)
