@@ -21,7 +21,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_ablate.models.cells import VARIANTS, ZooCell  # noqa: E402
+from keras_ablate.models.cells import VARIANTS, ZooCell, ZooRNN  # noqa: E402
 
 VOCAB, EMBED, UNITS, BATCH, LENGTH = 5000, 64, 64, 64, 100
 
@@ -56,7 +56,7 @@ def build(kind: str, cell_kwargs: dict | None) -> keras.Model:
     if cell_kwargs is None:
         x = BUILT_IN[kind](UNITS)(x)
     else:
-        x = keras.layers.RNN(ZooCell(UNITS, **cell_kwargs))(x)
+        x = ZooRNN(ZooCell(UNITS, **cell_kwargs))(x)  # the layer runs use
     model = keras.Model(inputs, keras.layers.Dense(1, activation="sigmoid")(x))
     model.compile(optimizer="adam", loss="binary_crossentropy", jit_compile=True)
     return model

@@ -10,7 +10,7 @@ from keras_ablate.config import RunSettings, parse_experiment
 from keras_ablate.data import load_dataset
 from keras_ablate.errors import ConfigError
 from keras_ablate.models import build_model
-from keras_ablate.models.cells import VARIANTS, ZooCell, gate_values
+from keras_ablate.models.cells import VARIANTS, ZooCell, ZooRNN, gate_values
 from keras_ablate.models.initializers import spectral_radius
 from keras_ablate.models.layers import Maxout
 from keras_ablate.models.recurrent import recurrent_layer
@@ -99,6 +99,41 @@ def test_custom_cells_compile_with_xla_and_update_batch_statistics():
     model.fit(ds.x_train, ds.y_train, batch_size=16, epochs=1, verbose=0)
     assert model.first_nonfinite_step is None
     assert np.abs(cell.input_moving_mean.numpy()).max() > 0  # the moving averages moved
+
+
+@pytest.mark.parametrize(
+    "architecture, overrides",
+    [
+        ("lstm_cifg", {"normalization": "batch"}),
+        ("gru", {"normalization": "layer", "activation": "maxout"}),
+    ],
+)
+@pytest.mark.parametrize("go_backwards", [False, True])
+def test_projected_loop_equals_the_plain_rnn_loop(architecture, overrides, go_backwards):
+    # ZooRNN hoists x @ kernel (and its batch norm) out of the loop; a probe wrapping the cell
+    # runs the plain keras.layers.RNN loop. Both must give the same outputs.
+    cell = _layer(architecture, **overrides).cell
+    x = _inputs(10, scale=2.0)
+    outputs, stats = [], []
+    for layer_cls in (keras.layers.RNN, ZooRNN):
+        for variable in cell.non_trainable_variables:  # fresh statistics for each loop
+            variable.assign(np.full(variable.shape, 0.0 if "mean" in variable.name else 1.0))
+        layer = layer_cls(cell, return_sequences=True, go_backwards=go_backwards)
+        outputs.append(np.asarray(layer(x, training=True)))
+        stats.append({v.name: v.numpy() for v in cell.non_trainable_variables})
+    np.testing.assert_allclose(outputs[1], outputs[0], rtol=1e-5, atol=1e-6)
+    if overrides["normalization"] != "batch":
+        return
+    np.testing.assert_allclose(stats[1]["recurrent_mean"], stats[0]["recurrent_mean"], rtol=1e-5)
+    # Input-term moving averages: exactly T sequential updates, in processing order (numpy).
+    projected = x.astype(np.float64) @ cell.kernel.numpy()
+    mean, variance = np.zeros(projected.shape[-1]), np.ones(projected.shape[-1])
+    order = range(STEPS - 1, -1, -1) if go_backwards else range(STEPS)
+    for t in order:
+        mean = 0.99 * mean + 0.01 * projected[:, t].mean(0)
+        variance = 0.99 * variance + 0.01 * projected[:, t].var(0)
+    np.testing.assert_allclose(stats[1]["input_mean"], mean, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(stats[1]["input_variance"], variance, rtol=1e-4)
 
 
 def test_lstm_as_rnn_equals_the_hand_written_recurrence():

@@ -18,7 +18,12 @@ Conventions and documented choices:
   Inference statistics: one moving mean/variance per term, *shared over time*, updated at every
   timestep with `bn_momentum` (0.99), so they average roughly the last 100 (batch, timestep)
   statistics. This is simpler than the paper's per-timestep population statistics and works
-  for any sequence length; it is what `training=False` (validation, probes) uses.
+  for any sequence length; it is what `training=False` (validation, probes) uses. A quirk:
+  Keras's TF loop calls the step once more at time zero to learn the output shape, so the
+  in-loop (recurrent-term) statistics get one extra update from t = 0 per batch.
+- `ZooRNN` (the layer the registry builds) computes x @ kernel for the whole sequence before
+  the loop (and, for batch norm, its per-timestep normalization and exactly T moving-average
+  updates in closed form): same outputs as keras.layers.RNN(cell), one matmul per step fewer.
 - Maxout candidate (Goodfellow et al. 2013): the candidate block has units * k columns; unit j
   is the max over columns j*k .. j*k+k-1 (consecutive pieces, as TF Addons' Maxout). The LSTM
   cell output then uses tanh(c), since maxout cannot act on c without changing its width.
@@ -32,6 +37,7 @@ from __future__ import annotations
 
 import keras
 from keras import ops
+from keras.src import backend as keras_backend  # backend.rnn: the loop keras.layers.RNN itself runs
 
 # architecture name -> (cell kind, gate configuration) for the recurrent registry entries.
 VARIANTS: dict[str, tuple[str, dict]] = {
@@ -56,6 +62,7 @@ def _gate_mode(name: str, value) -> str | float:
     raise ValueError(f"{name} must be 'learned', 0 or 1, got {value!r}")
 
 
+@keras.saving.register_keras_serializable(package="keras_ablate")
 class ZooCell(keras.layers.Layer):
     """One recurrent cell for rnn / lstm / gru with forced gates, in-cell normalization and maxout."""
 
@@ -170,13 +177,15 @@ class ZooCell(keras.layers.Layer):
         """Gate activations of one step on (inputs, states) at inference (no statistics updated)."""
         return self._step(inputs, states, training=False)[2]
 
-    def _step(self, inputs, states, training):
+    def _step(self, inputs, states, training, projected=False):
+        """One step; with `projected`, `inputs` is already x @ kernel (batch-normalized if so set)."""
         states = states if isinstance(states, (list, tuple)) else [states]
         h = states[0]
-        x_part = ops.matmul(inputs, self.kernel)
+        x_part = inputs if projected else ops.matmul(inputs, self.kernel)
         h_part = ops.matmul(h, self.recurrent_kernel)
         if self.normalization == "batch":
-            x_part = self._batch_norm(x_part, "input", training)
+            if not projected:
+                x_part = self._batch_norm(x_part, "input", training)
             h_part = self._batch_norm(h_part, "recurrent", training)
         split, units = self.n_gate_columns, self.units
         if self.kind != "gru" and self.pieces == 1:
@@ -255,14 +264,46 @@ class ZooCell(keras.layers.Layer):
         moving_mean = getattr(self, f"{which}_moving_mean")
         moving_variance = getattr(self, f"{which}_moving_variance")
         if training:
+            # Independent reductions (mean, mean square) fuse into one pass under XLA.
             mean = ops.mean(term, axis=0)
-            variance = ops.mean(ops.square(term - mean), axis=0)
+            variance = ops.maximum(ops.mean(ops.square(term), axis=0) - ops.square(mean), 0.0)
             m = self.bn_momentum
-            moving_mean.assign(moving_mean * m + mean * (1.0 - m))
-            moving_variance.assign(moving_variance * m + variance * (1.0 - m))
+            moving_mean.assign(moving_mean * m + ops.stop_gradient(mean) * (1.0 - m))
+            moving_variance.assign(moving_variance * m + ops.stop_gradient(variance) * (1.0 - m))
         else:
             mean, variance = moving_mean, moving_variance
-        return (term - mean) * ops.rsqrt(variance + _EPSILON) * getattr(self, f"{which}_gamma")
+        # Scale per column first: one (columns,) vector instead of two full-size products.
+        return (term - mean) * (ops.rsqrt(variance + _EPSILON) * getattr(self, f"{which}_gamma"))
+
+    def project_sequence(self, sequences, training, go_backwards=False):
+        """x_t @ kernel for every t at once (one big matmul instead of one per step).
+
+        With batch norm, each timestep is normalized with its own batch statistics, as in the
+        step, and the moving averages receive the same T updates the step would make, in
+        closed form: m_T = mu^T m_0 + (1 - mu) sum_t mu^(T-t) s_t (t in processing order).
+        """
+        projected = ops.matmul(sequences, self.kernel)  # (batch, time, columns)
+        if self.normalization != "batch":
+            return projected
+        if not training:
+            mean, variance = self.input_moving_mean, self.input_moving_variance
+        else:
+            mean = ops.mean(projected, axis=0, keepdims=True)  # (1, time, columns)
+            variance = ops.maximum(
+                ops.mean(ops.square(projected), axis=0, keepdims=True) - ops.square(mean), 0.0
+            )
+            steps = projected.shape[1]
+            m = self.bn_momentum
+            weights = (1.0 - m) * m ** ops.arange(steps - 1, -1, -1, dtype="float32")
+            if go_backwards:
+                weights = ops.flip(weights, axis=0)
+            for moving, stat in (
+                (self.input_moving_mean, mean[0]),
+                (self.input_moving_variance, variance[0]),
+            ):
+                update = ops.sum(ops.stop_gradient(stat) * weights[:, None], axis=0)
+                moving.assign(moving * m**steps + update)
+        return (projected - mean) * (ops.rsqrt(variance + _EPSILON) * self.input_gamma)
 
     def get_config(self):
         config = super().get_config()
@@ -329,3 +370,36 @@ def gate_values(cell, inputs, states) -> dict:
     if isinstance(cell, keras.layers.SimpleRNNCell):
         return {"candidate": act(x_part + h_part + (cell.bias if cell.use_bias else 0.0))}
     raise TypeError(f"no gate values for cell type {type(cell).__name__}")
+
+
+@keras.saving.register_keras_serializable(package="keras_ablate")
+class ZooRNN(keras.layers.RNN):
+    """keras.layers.RNN that projects the whole input sequence before the loop when its cell is a ZooCell.
+
+    Same results as keras.layers.RNN(cell) (tested), one matmul per step fewer. Any other cell,
+    e.g. a probe wrapped around a ZooCell, runs through the ordinary RNN loop on raw inputs.
+    """
+
+    def inner_loop(self, sequences, initial_state, mask, training=False):
+        cell = self.cell
+        if type(cell) is not ZooCell or self.unroll:
+            return super().inner_loop(sequences, initial_state, mask, training=training)
+        projected = cell.project_sequence(sequences, training, go_backwards=self.go_backwards)
+
+        def step(inputs, states):
+            output, new_states, _ = cell._step(inputs, states, training, projected=True)
+            return output, new_states
+
+        if not isinstance(initial_state, (list, tuple)):
+            initial_state = [initial_state]
+        return keras_backend.rnn(
+            step,
+            projected,
+            list(initial_state),
+            go_backwards=self.go_backwards,
+            mask=mask,
+            unroll=False,
+            input_length=sequences.shape[1],
+            zero_output_for_mask=self.zero_output_for_mask,
+            return_all_outputs=self.return_sequences,
+        )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import keras
 
-from keras_ablate.models.cells import VARIANTS, ZooCell
+from keras_ablate.models.cells import VARIANTS, ZooCell, ZooRNN
 from keras_ablate.models.initializers import recurrent_initializers
 from keras_ablate.models.layers import activation_fn, head, sequence_input
 
@@ -55,7 +55,7 @@ def recurrent_layer(settings: dict, name: str, return_sequences: bool) -> keras.
         **gates,
         **initializers,
     )
-    return keras.layers.RNN(cell, return_sequences=return_sequences, name=name)
+    return ZooRNN(cell, return_sequences=return_sequences, name=name)
 
 
 def build_recurrent(settings: dict, dataset) -> keras.Model:
