@@ -1,6 +1,14 @@
-"""Seaborn figures for the report; each returns a Figure (or None when there is nothing to plot)."""
+"""Seaborn/matplotlib figures for the report; each takes Tables and returns a Figure (or None: nothing to plot).
+
+Colours: `level_colors(tables)` gives every level of every axis one colour, derived only from
+the axis's levels in plan order, so a level has the same colour in every figure (instrument
+figures should use it too). Bands and error bars are the 95 % t intervals of analysis.effects,
+computed here from group means, never by seaborn's bootstrap (which would be slow at 1000 runs).
+"""
 
 from __future__ import annotations
+
+import itertools
 
 import matplotlib
 
@@ -11,64 +19,344 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from keras_ablate.analysis import effects  # noqa: E402
 from keras_ablate.analysis.aggregate import Tables  # noqa: E402
 
-
-def _with_settings(frame: pd.DataFrame, runs: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    keep = ["run_id"] + [c for c in columns if c in runs.columns]
-    return frame.merge(runs[keep], on="run_id", how="left")
-
-
-def _facet_args(tables: Tables, data: pd.DataFrame) -> dict:
-    """Facet by architecture, hue activation, style normalization, when those vary."""
-    args = {}
-    for role, col in (("col", "architecture"), ("hue", "activation"), ("style", "normalization")):
-        if col in data.columns and data[col].nunique() > 1:
-            args[role] = col
-    if "col" in args:
-        args["col_wrap"] = min(4, data[args["col"]].nunique())
-    return args
+# Axes that read best as line colour, then as columns, then as rows of panels.
+PREFERRED = ("architecture", "activation", "normalization", "clip")
+PALETTES = ("tab10", "Set2", "Dark2", "Set1", "Accent", "Paired")
+MAX_POINTS = 150  # step bins per curve: enough to show spikes, few enough to draw fast
+MAX_PANELS = 4  # levels per facet direction before the rest is pooled
 
 
-def convergence(tables: Tables, metric: str = "val/loss"):
-    """Validation loss per epoch, mean over seeds with a 95 % band."""
+def level_colors(tables: Tables) -> dict[str, dict]:
+    """axis -> {level: colour}; the same for every figure of an experiment."""
+    out = {}
+    for i, (axis, levels) in enumerate(tables.levels.items()):
+        name = PALETTES[i % len(PALETTES)]
+        colors = sns.color_palette(name if len(levels) <= 8 else "husl", len(levels))
+        out[axis] = {level: colors[j] for j, level in enumerate(levels)}
+    return out
+
+
+def roles(tables: Tables, first: str | None = None) -> dict[str, str | None]:
+    """Pick hue, col, row among the varying axes (preferred names first); other axes are pooled."""
+    varying = [a for a in tables.axes if len(tables.levels.get(a, [])) > 1]
+    order = [a for a in PREFERRED if a in varying] + [a for a in varying if a not in PREFERRED]
+    if first in order:
+        order.remove(first)
+        order.insert(1 if order else 0, first)  # `first` goes to the columns
+    return {
+        "hue": order[0] if order else None,
+        "col": order[1] if len(order) > 1 else None,
+        "row": order[2] if len(order) > 2 else None,
+    }
+
+
+def _levels(tables: Tables, axis: str | None) -> list:
+    return tables.levels[axis][:MAX_PANELS] if axis else [None]
+
+
+def _mean_band(data: pd.DataFrame, keys: list[str], x: str) -> pd.DataFrame:
+    """Mean and 95 % t interval of `value` per keys + x, over the runs in each group."""
+    out = effects.mean_ci(data, [*keys, x], ["value"])
+    return out.drop(columns="metric")
+
+
+def _line_grid(
+    tables: Tables,
+    data: pd.DataFrame,
+    x: str,
+    ylabel: str,
+    role: dict,
+    log: bool = False,
+    threshold=None,
+):
+    """Panels row x col; one line per hue level with its band. With `log`, values are log10 and the
+    band (geometric mean and interval) is drawn back on a log axis."""
+    hue, col, row = role["hue"], role["col"], role["row"]
+    keys = [k for k in (hue, col, row) if k]
+    band = _mean_band(data, keys, x)
+    if log:
+        band[["mean", "ci_low", "ci_high"]] = 10.0 ** band[["mean", "ci_low", "ci_high"]]
+    cols, rows = _levels(tables, col), _levels(tables, row)
+    colors = level_colors(tables)
+    fig, axes = plt.subplots(
+        len(rows),
+        len(cols),
+        figsize=(3.6 * len(cols), 2.8 * len(rows)),
+        squeeze=False,
+        sharex=True,
+        sharey=True,
+    )
+    for (i, r), (j, c) in itertools.product(enumerate(rows), enumerate(cols)):
+        ax = axes[i][j]
+        panel = band
+        if col:
+            panel = panel[panel[col] == c]
+        if row:
+            panel = panel[panel[row] == r]
+        for level in _levels(tables, hue) if hue else [None]:
+            line = panel[panel[hue] == level] if hue else panel
+            if line.empty:
+                continue
+            color = colors[hue][level] if hue else "C0"
+            ax.plot(line[x], line["mean"], color=color, label=str(level) if hue else None, lw=1.4)
+            ax.fill_between(line[x], line["ci_low"], line["ci_high"], color=color, alpha=0.2, lw=0)
+        if threshold is not None and threshold(c, r) is not None:
+            ax.axhline(threshold(c, r), color="k", ls="--", lw=1, label="clip threshold")
+        title = " · ".join(f"{k}={v}" for k, v in ((col, c), (row, r)) if k)
+        ax.set_title(title, fontsize=9)
+        if log:
+            ax.set_yscale("log")
+        if i == len(rows) - 1:
+            ax.set_xlabel(x)
+        if j == 0:
+            ax.set_ylabel(ylabel)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    for ax in axes.flat[1:]:
+        for h, lab in zip(*ax.get_legend_handles_labels(), strict=False):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    if handles:
+        fig.legend(
+            handles, labels, title=hue, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8
+        )
+    fig.tight_layout()
+    return fig
+
+
+def _with_axes(frame: pd.DataFrame, tables: Tables, keys: list[str]) -> pd.DataFrame:
+    settings = tables.runs[["run_id", *keys]].copy()
+    settings["run_id"] = pd.Categorical(
+        settings["run_id"].astype(str), categories=frame["run_id"].cat.categories
+    )
+    return frame.merge(settings, on="run_id", how="inner")
+
+
+def convergence(tables: Tables):
+    """The comparison metric per epoch: mean over seeds (and pooled axes) with a 95 % t band."""
+    metric = tables.info.get("derived", {}).get("metric", "val/loss")
     h = tables.history
-    if h.empty:
-        return None
-    data = h[h["metric"] == metric]
+    data = h[(h["metric"] == metric).to_numpy()]
+    data = data[np.isfinite(data["value"].to_numpy())]
     if data.empty:
         return None
-    data = _with_settings(data, tables.runs, ["architecture", "activation", "normalization", "clip"])
-    g = sns.relplot(
-        data=data, x="epoch", y="value", kind="line", errorbar=("ci", 95), height=3.0, aspect=1.2,
-        facet_kws={"sharey": False}, **_facet_args(tables, data),
-    )
-    g.set_axis_labels("epoch", metric)
-    return g.figure
+    role = roles(tables)
+    data = _with_axes(data[["run_id", "epoch", "value"]], tables, [k for k in role.values() if k])
+    return _line_grid(tables, data, "epoch", metric, role)
 
 
-def gradient_norms(tables: Tables, max_points: int = 400):
-    """Global gradient norm before clipping per step (log scale)."""
-    s = tables.steps
-    if s.empty or "grad/global_norm" not in s.columns:
-        return None
-    data = s[["run_id", "step", "grad/global_norm"]].copy()
-    data = data[np.isfinite(data["grad/global_norm"]) & (data["grad/global_norm"] > 0)]
+def gradient_norms(tables: Tables):
+    """Global gradient norm before clipping over training (log scale), thinned to MAX_POINTS bins per run."""
+    data = tables.quantity("grad/global_norm")
+    value = data["value"].to_numpy()
+    data = data[np.isfinite(value) & (value > 0)]
     if data.empty:
         return None
-    # Thin long runs to at most max_points steps so the figure stays quick to draw.
-    stride = max(1, int(data["step"].max() // max_points) + 1)
-    data = data[data["step"] % stride == 0]
-    data = _with_settings(data, tables.runs, ["architecture", "activation", "normalization", "clip"])
-    g = sns.relplot(
-        data=data, x="step", y="grad/global_norm", kind="line", errorbar=None, height=3.0, aspect=1.2,
-        facet_kws={"sharey": False}, **_facet_args(tables, data),
+    stride = max(1, int(data["step"].max()) // MAX_POINTS + 1)
+    # Average log10 norms within a bin per run first, so each run counts once per bin.
+    data = data.assign(
+        step=(data["step"] // stride) * stride, value=np.log10(data["value"].astype(float))
     )
-    g.set(yscale="log")
-    g.set_axis_labels("step", "global gradient norm (before clipping)")
-    return g.figure
+    data = data.groupby(["run_id", "step"], observed=True, as_index=False)["value"].mean()
+    role = roles(tables, first="clip" if "clip" in tables.axes else None)
+    data = _with_axes(data, tables, [k for k in role.values() if k])
+    fig = _line_grid(
+        tables, data, "step", "global gradient norm", role, log=True, threshold=_threshold_for(role)
+    )
+    return fig
+
+
+def _threshold_for(role: dict):
+    from keras_ablate.config import parse_clip
+
+    def threshold(col_level, row_level):
+        for axis, level in ((role["col"], col_level), (role["row"], row_level)):
+            if axis == "clip":
+                try:
+                    kind, value = parse_clip(str(level))
+                except ValueError:
+                    return None
+                # Per-variable norm and value clipping bound other quantities than the global norm;
+                # their threshold is still drawn as the reference the user chose.
+                return value
+        return None
+
+    return threshold
+
+
+def _heatmap(tables: Tables, value: str, title: str, fmt: str, cmap: str):
+    runs = tables.runs
+    varying = [a for a in tables.axes if len(tables.levels[a]) > 1] or list(tables.axes)
+    inner = [a for a in ("activation", "normalization") if a in varying]
+    inner += [a for a in varying if a not in inner and a not in ("architecture", "clip")]
+    if not inner:
+        inner = varying[:1]
+    if not inner:
+        return None
+    y_axis, x_axis = inner[0], (inner[1] if len(inner) > 1 else None)
+    col = "architecture" if "architecture" in varying and "architecture" not in inner else None
+    row = "clip" if "clip" in varying and "clip" not in inner else None
+    keys = [k for k in (y_axis, x_axis, col, row) if k]
+    if value == "divergence_rate":
+        cells = effects.counts(runs, keys).rename(columns={"divergence_rate": "cell"})
+    else:
+        cells = effects.mean_ci(runs, keys, [value]).rename(columns={"mean": "cell"})
+    cols, rows = _levels(tables, col), _levels(tables, row)
+    y_levels = tables.levels[y_axis]
+    x_levels = tables.levels[x_axis] if x_axis else [None]
+    fig, axes = plt.subplots(
+        len(rows),
+        len(cols),
+        squeeze=False,
+        figsize=(
+            1.5 + 1.2 * len(x_levels) * len(cols),
+            1.0 + (0.5 * len(y_levels) + 0.6) * len(rows),
+        ),
+    )
+    finite = cells["cell"].to_numpy(dtype=float)
+    finite = finite[np.isfinite(finite)]
+    vmin, vmax = (finite.min(), finite.max()) if len(finite) else (0, 1)
+    if value == "divergence_rate":
+        vmin, vmax = 0.0, 1.0
+    for (i, r), (j, c) in itertools.product(enumerate(rows), enumerate(cols)):
+        panel = cells
+        if col:
+            panel = panel[panel[col] == c]
+        if row:
+            panel = panel[panel[row] == r]
+        grid = np.full((len(y_levels), len(x_levels)), np.nan)
+        xs = panel[x_axis].tolist() if x_axis else [None] * len(panel)
+        for y_level, x_level, cell in zip(
+            panel[y_axis].tolist(), xs, panel["cell"].tolist(), strict=False
+        ):
+            grid[y_levels.index(y_level), x_levels.index(x_level)] = cell
+        frame = pd.DataFrame(
+            grid, index=[str(v) for v in y_levels], columns=[str(v) for v in x_levels]
+        )
+        sns.heatmap(
+            frame,
+            ax=axes[i][j],
+            annot=True,
+            fmt=fmt,
+            cmap=cmap,
+            vmin=vmin,
+            vmax=vmax,
+            cbar=False,
+            annot_kws={"fontsize": 8},
+        )
+        axes[i][j].set_title(
+            " · ".join(f"{k}={v}" for k, v in ((col, c), (row, r)) if k), fontsize=9
+        )
+        axes[i][j].set_ylabel(y_axis if j == 0 else "")
+        axes[i][j].tick_params(axis="y", labelrotation=0)
+        axes[i][j].set_xlabel(x_axis or "" if i == len(rows) - 1 else "")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def heatmap_score(tables: Tables):
+    """Mean final metric (score) per cell of activation x normalization, faceted by architecture and clip."""
+    if tables.runs.empty or "score" not in tables.runs.columns:
+        return None
+    metric = tables.info.get("derived", {}).get("metric", "score")
+    better = "higher" if tables.info.get("derived", {}).get("higher_is_better") else "lower"
+    cmap = "viridis" if better == "higher" else "viridis_r"
+    return _heatmap(tables, "score", f"mean final {metric} ({better} is better)", ".3g", cmap)
+
+
+def heatmap_divergence(tables: Tables):
+    """Fraction of finished runs that diverged per cell."""
+    if tables.runs.empty:
+        return None
+    return _heatmap(
+        tables, "divergence_rate", "divergence rate (diverged / finished runs)", ".2f", "Reds"
+    )
+
+
+def main_effects(tables: Tables):
+    """One panel per factor: marginal mean score per level with its 95 % t interval."""
+    table = effects.main_effects(tables)
+    if table.empty:
+        return None
+    axes_list = [a for a in tables.axes if len(tables.levels[a]) > 1] or list(tables.axes)
+    colors = level_colors(tables)
+    grand = np.nanmean(tables.runs["score"].to_numpy(dtype=float))
+    fig, axs = plt.subplots(
+        1, len(axes_list), figsize=(2.6 * len(axes_list) + 0.6, 3.0), squeeze=False, sharey=True
+    )
+    for ax, axis in zip(axs[0], axes_list, strict=False):
+        rows = table[table["axis"] == axis]
+        for k, record in enumerate(rows.itertuples(index=False)):
+            err = np.array([[record.mean - record.ci_low], [record.ci_high - record.mean]])
+            ax.errorbar(
+                [k],
+                [record.mean],
+                yerr=None if np.isnan(err).any() else err,
+                fmt="o",
+                color=colors[axis][record.level],
+                capsize=3,
+            )
+        ax.axhline(grand, color="0.6", ls=":", lw=1)
+        ax.set_xticks(
+            range(len(rows)), [str(v) for v in rows["level"]], rotation=30, ha="right", fontsize=8
+        )
+        ax.set_title(axis, fontsize=9)
+        ax.set_xlim(-0.5, len(rows) - 0.5)
+    axs[0][0].set_ylabel(tables.info.get("derived", {}).get("metric", "score"))
+    fig.tight_layout()
+    return fig
+
+
+def interactions(tables: Tables, max_pairs: int = 6):
+    """For each pair of axes: mean score over the first axis's levels, one line per level of the second."""
+    pairs = effects.interactions(tables)
+    pairs = {
+        k: v
+        for k, v in pairs.items()
+        if len(tables.levels[k[0]]) > 1 and len(tables.levels[k[1]]) > 1
+    }
+    if not pairs:
+        return None
+    pairs = dict(list(pairs.items())[:max_pairs])
+    colors = level_colors(tables)
+    n = len(pairs)
+    ncols = min(3, n)
+    nrows = -(-n // ncols)
+    fig, axs = plt.subplots(
+        nrows, ncols, figsize=(3.8 * ncols, 3.0 * nrows), squeeze=False, sharey=True
+    )
+    for ax, ((a, b), cells) in zip(axs.flat, pairs.items(), strict=False):
+        x_levels = tables.levels[a]
+        for level in tables.levels[b]:
+            line = cells[cells[b] == level]
+            x = [x_levels.index(v) for v in line[a]]
+            err = np.vstack([line["mean"] - line["ci_low"], line["ci_high"] - line["mean"]])
+            ax.errorbar(
+                x,
+                line["mean"],
+                yerr=np.nan_to_num(err),
+                color=colors[b][level],
+                marker="o",
+                capsize=3,
+                label=str(level),
+                lw=1.2,
+            )
+        ax.set_xticks(
+            range(len(x_levels)), [str(v) for v in x_levels], rotation=30, ha="right", fontsize=8
+        )
+        ax.set_xlabel(a)
+        ax.legend(title=b, fontsize=7, title_fontsize=8)
+    for ax in list(axs.flat)[n:]:
+        ax.set_visible(False)
+    axs[0][0].set_ylabel(tables.info.get("derived", {}).get("metric", "score"))
+    fig.tight_layout()
+    return fig
 
 
 def save(fig, path) -> None:
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)

@@ -12,8 +12,9 @@ import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from keras_ablate import store
+from keras_ablate.analysis import effects
 from keras_ablate.analysis.aggregate import Tables, load
-from keras_ablate.report import plots
+from keras_ablate.report import plots, sections
 from keras_ablate.report.tuning_section import tuning_section
 
 
@@ -36,7 +37,13 @@ def _environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters["fmt"] = _fmt
+    env.filters["md"] = _markdown_cell
     return env
+
+
+def _markdown_cell(value) -> str:
+    """Keep a user string inside one Markdown table cell: no pipes or line breaks."""
+    return str(value).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
 def _fmt(value) -> str:
@@ -48,27 +55,47 @@ def _fmt(value) -> str:
 
 
 def run_table(tables: Tables) -> pd.DataFrame:
-    """The run table shown in the report: axes, seed, status, final and best metrics."""
+    """The run table shown in the report: axes, seed, status, final and best metrics, derived metrics."""
     runs = tables.runs
     if runs.empty:
         return runs
-    metric = runs["metric"].dropna().iloc[0] if runs["metric"].notna().any() else "loss"
+    metric = tables.info.get("derived", {}).get("metric", "val/loss")
     cols = ["run_id", *tables.axes, "seed", "status", "diverged_step"]
-    cols += [c for c in (f"final/val/{metric}", "final/val/loss", f"best/val/{metric}", "wall_time_s") if c in runs.columns]
+    cols += [f"final/{metric}", "final/val/loss", f"best/{metric}", "score", "epochs_to_target", "train_loss_auc"]
+    cols += ["grad/log10_norm_std", "grad/max_median_ratio", "grad/clip_rate", "wall_time_s"]
     cols = list(dict.fromkeys(c for c in cols if c in runs.columns))
     sort = [c for c in [*tables.axes, "seed"] if c in runs.columns]
     return runs[cols].sort_values(sort).reset_index(drop=True) if sort else runs[cols]
 
 
 def make_figures(tables: Tables, fig_dir: Path) -> list[Figure]:
+    """Draw every registered figure that has data; append (slug, title, function(tables), caption) to add one."""
     fig_dir.mkdir(parents=True, exist_ok=True)
     specs = [
         ("convergence", "Convergence", plots.convergence,
-         "Validation loss per epoch, mean over seeds with a 95 % band. Look for arms that stall "
-         "near the starting loss (no learning) or end lower than the rest."),
+         "The comparison metric per epoch: mean over seeds (and over axes not shown) with a 95 % t band. "
+         "Look for arms that stall near the starting value (no learning), arms that get there in fewer "
+         "epochs, and wide bands (seed-to-seed noise larger than the gap between arms)."),
         ("gradient_norm", "Global gradient norm", plots.gradient_norms,
-         "Global gradient norm before clipping at each step, log scale. Spikes are explosions; "
-         "a curve falling by decades is vanishing signal."),
+         "Global gradient norm before clipping on a log axis, in bins of steps: geometric mean over runs "
+         "with a 95 % t band (taken on log10); the dashed line is the clip threshold of that panel. Spikes far above the "
+         "line are explosions that clipping cut; a curve falling by decades is a vanishing signal; "
+         "curves that end early belong to runs that diverged."),
+        ("heatmap_score", "Final metric by activation x normalization", plots.heatmap_score,
+         "Mean score (final comparison metric, diverged runs at the worst finished value) per cell, "
+         "panels by architecture and clip. Look for a row or column that is better everywhere (a main "
+         "effect) and for cells that break the pattern (an interaction)."),
+        ("heatmap_divergence", "Divergence rate by activation x normalization", plots.heatmap_divergence,
+         "Fraction of finished runs that diverged per cell (0 = never, 1 = always). Look for the cells "
+         "that explode and whether clipping (the panels) removes them."),
+        ("main_effects", "Main effects", plots.main_effects,
+         "One panel per factor: mean score per level over all runs at that level, with its 95 % t "
+         "interval; the dotted line is the grand mean. A factor that matters moves its points away from "
+         "the line by more than their intervals; a flat panel is a factor that did nothing."),
+        ("interactions", "Interactions", plots.interactions,
+         "Mean score over the levels of one factor, one line per level of another, with 95 % t "
+         "intervals. Parallel lines: the two factors act independently; crossing or diverging lines: "
+         "the effect of one depends on the other."),
     ]
     figures = []
     for slug, title, fn, caption in specs:
@@ -86,11 +113,13 @@ def build_report(exp_dir: str | Path) -> dict[str, Path]:
     started = time.time()
     exp_dir = Path(exp_dir)
     tables = load(exp_dir)
+    tables.save(exp_dir / "tables")
     info = _experiment_info(exp_dir)
     figures = make_figures(tables, exp_dir / "figures")
     table = run_table(tables)
-    counts = tables.runs["status"].value_counts().to_dict() if not tables.runs.empty else {}
-    env_info = _first_environment(exp_dir)
+    counts = sections.status_counts(tables)
+    main = effects.main_effects(tables)
+    configs = effects.by_configuration(tables)
     context = {
         "name": info.get("name", exp_dir.name),
         "description": info.get("description", ""),
@@ -101,12 +130,17 @@ def build_report(exp_dir: str | Path) -> dict[str, Path]:
         "columns": list(table.columns),
         "rows": table.to_dict("records"),
         "failed": _failed(tables),
-        "environment": env_info,
+        "summary": sections.summary(tables, main, configs),
+        "factors": sections.factor_tables(main),
+        "interactions": sections.interaction_tables(tables),
+        "anova": sections.anova_table(tables),
+        "configurations": sections.config_table(tables, configs),
         "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
         "total_wall_time_s": float(tables.runs["wall_time_s"].fillna(0).sum()) if not tables.runs.empty else 0.0,
         # keras-tuner searches under tuning/<arm>/ (empty list when nothing was tuned).
         "tuning": tuning_section(exp_dir, exp_dir / "figures"),
     }
+    context["environment"] = sections.environment(exp_dir, tables, time.time() - started)
     env = _environment()
     html = env.get_template("report.html.j2").render(**context)
     md = env.get_template("report.md.j2").render(**context, figure_dir="figures")
@@ -120,13 +154,6 @@ def _experiment_info(exp_dir: Path) -> dict:
         return json.loads((exp_dir / "experiment.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-
-
-def _first_environment(exp_dir: Path) -> dict:
-    for _, _, summary in store.iter_runs(exp_dir):
-        if summary.get("environment"):
-            return summary["environment"]
-    return {}
 
 
 def _failed(tables: Tables) -> list[dict]:

@@ -1,0 +1,255 @@
+"""Report sections as plain data for the templates: summary, factor effects, interactions, ANOVA, environment."""
+
+from __future__ import annotations
+
+import math
+import platform
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from keras_ablate import store
+from keras_ablate.analysis import effects
+from keras_ablate.analysis.aggregate import Tables
+from keras_ablate.analysis.metrics import DERIVED
+
+TOP = 5  # best configurations and largest effects shown in the summary
+CONFIG_METRICS = (
+    "score",
+    "epochs_to_target",
+    "train_loss_auc",
+    "grad/log10_norm_std",
+    "grad/clip_rate",
+)
+
+
+def num(value, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if isinstance(value, float | np.floating):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def ci_text(mean, low, high) -> str:
+    """'0.81 [0.79, 0.83]', or just the mean when there is no interval (one run)."""
+    if mean is None or not math.isfinite(float(mean)):
+        return "–"
+    if low is None or not (math.isfinite(float(low)) and math.isfinite(float(high))):
+        return num(float(mean))
+    return f"{num(float(mean))} [{num(float(low))}, {num(float(high))}]"
+
+
+def label(record: dict, axes: list[str]) -> str:
+    return ", ".join(f"{a}={record[a]}" for a in axes) or "(all runs)"
+
+
+def status_counts(tables: Tables) -> dict[str, int]:
+    """ok / diverged / failed / missing (planned in experiment.json, no folder yet)."""
+    runs = tables.runs
+    out = (
+        {s: int((runs["status"].astype(str) == s).sum()) for s in ("ok", "diverged", "failed")}
+        if len(runs)
+        else {}
+    )
+    planned = tables.info.get("run_ids") or []
+    if planned:
+        present = set(runs["run_id"].astype(str)) if len(runs) else set()
+        out["missing"] = sum(1 for run_id in planned if run_id not in present)
+    return {k: v for k, v in out.items() if v or k in ("ok", "diverged", "failed")}
+
+
+def summary(tables: Tables, main: pd.DataFrame, configs: pd.DataFrame) -> dict:
+    derived = tables.info.get("derived", {})
+    higher = bool(derived.get("higher_is_better"))
+    best = []
+    scores = configs[configs["metric"] == "score"] if not configs.empty else configs
+    if not scores.empty:
+        status = effects.counts(tables.runs, tables.axes) if tables.axes else None
+        ranked = scores[np.isfinite(scores["mean"].to_numpy(dtype=float))]
+        ranked = ranked.sort_values("mean", ascending=not higher).head(TOP)
+        for record in ranked.to_dict("records"):
+            diverged = ""
+            if status is not None:
+                match = status
+                for a in tables.axes:
+                    match = match[match[a] == record[a]]
+                if len(match):
+                    diverged = (
+                        f"{int(match['n_diverged'].iloc[0])} / {int(match['n_finished'].iloc[0])}"
+                    )
+            best.append(
+                {
+                    "config": label(record, tables.axes),
+                    "n": int(record["n"]),
+                    "value": ci_text(record["mean"], record["ci_low"], record["ci_high"]),
+                    "diverged": diverged,
+                }
+            )
+    largest = []
+    if not main.empty:
+        rows = main[
+            (main["diff_method"] != "reference") & np.isfinite(main["diff"].to_numpy(dtype=float))
+        ]
+        rows = rows.reindex(rows["diff"].abs().sort_values(ascending=False).index).head(TOP)
+        for record in rows.to_dict("records"):
+            low, high = record["diff_low"], record["diff_high"]
+            sure = math.isfinite(low) and (low > 0 or high < 0)
+            largest.append(
+                {
+                    "effect": f"{record['axis']}: {record['level']} vs {record['reference']}",
+                    "value": ci_text(record["diff"], low, high),
+                    "method": record["diff_method"],
+                    "excludes_zero": "yes"
+                    if sure
+                    else ("no" if math.isfinite(low) else "no interval"),
+                }
+            )
+    return {
+        "metric": derived.get("metric"),
+        "direction": "higher" if higher else "lower",
+        "target": num(derived.get("target")),
+        "best": best,
+        "largest": largest,
+    }
+
+
+def factor_tables(main: pd.DataFrame) -> list[dict]:
+    """One table per axis: level, counts, divergence rate, mean [CI], difference from the reference [CI]."""
+    out = []
+    if main.empty:
+        return out
+    for axis, rows in main.groupby("axis", sort=False):
+        body = []
+        for r in rows.to_dict("records"):
+            body.append(
+                {
+                    "level": str(r["level"]),
+                    "runs": r["n_runs"],
+                    "finished": r["n_finished"],
+                    "diverged": r["n_diverged"],
+                    "failed": r["n_failed"],
+                    "divergence rate": num(r["divergence_rate"], 2),
+                    "mean [95% CI]": ci_text(r["mean"], r["ci_low"], r["ci_high"]),
+                    "difference [95% CI]": "reference"
+                    if r["diff_method"] == "reference"
+                    else ci_text(r["diff"], r["diff_low"], r["diff_high"]),
+                    "interval": r["diff_method"],
+                }
+            )
+        out.append(
+            {
+                "axis": axis,
+                "reference": str(rows["reference"].iloc[0]),
+                "columns": list(body[0]),
+                "rows": body,
+            }
+        )
+    return out
+
+
+def interaction_tables(tables: Tables) -> list[dict]:
+    """Per pair of axes: rows = first axis levels, columns = second axis levels, cells 'mean [CI] (n)'."""
+    out = []
+    for (a, b), cells in effects.interactions(tables).items():
+        if len(tables.levels[a]) < 2 or len(tables.levels[b]) < 2:
+            continue
+        columns = [str(v) for v in tables.levels[b]]
+        body = []
+        for level in tables.levels[a]:
+            row = {"level": str(level)}
+            for col_level, key in zip(tables.levels[b], columns, strict=False):
+                cell = cells[(cells[a] == level) & (cells[b] == col_level)]
+                if cell.empty:
+                    row[key] = "–"
+                    continue
+                c = cell.iloc[0]
+                rate = f", {int(c['n_diverged'])} div." if c["n_diverged"] else ""
+                row[key] = (
+                    f"{ci_text(c['mean'], c['ci_low'], c['ci_high'])} (n={int(c['n'])}{rate})"
+                )
+            body.append(row)
+        out.append({"rows_axis": a, "cols_axis": b, "columns": columns, "rows": body})
+    return out
+
+
+def anova_table(tables: Tables) -> dict:
+    table, note = effects.anova(tables)
+    if table is None:
+        return {"note": note, "columns": [], "rows": []}
+    rows = [
+        {
+            "term": r["term"],
+            "df": num(r["df"]),
+            "sum of squares": num(r["sum_sq"]),
+            "F": num(r["F"]),
+            "p": num(r["p_value"], 3),
+            "partial eta²": num(r["partial_eta_sq"], 3),
+        }
+        for r in table.to_dict("records")
+    ]
+    return {"note": note, "columns": list(rows[0]), "rows": rows}
+
+
+def config_table(tables: Tables, configs: pd.DataFrame) -> dict:
+    """Per configuration: 'mean [CI]' over seeds of the main derived metrics."""
+    if configs.empty or not tables.axes:
+        return {"columns": [], "rows": []}
+    metrics = [m for m in CONFIG_METRICS if m in set(configs["metric"])]
+    wide = {}
+    for record in configs[configs["metric"].isin(metrics)].to_dict("records"):
+        key = tuple(record[a] for a in tables.axes)
+        row = wide.setdefault(key, {**{a: str(record[a]) for a in tables.axes}, "n": 0})
+        row[record["metric"]] = ci_text(record["mean"], record["ci_low"], record["ci_high"])
+        if record["metric"] == "score":
+            row["n"] = int(record["n"])
+    columns = [*tables.axes, "n", *metrics]
+    return {
+        "columns": columns,
+        "rows": [{c: row.get(c, "–") for c in columns} for row in wide.values()],
+    }
+
+
+def derived_glossary() -> list[str]:
+    return list(DERIVED)
+
+
+def environment(exp_dir: Path, tables: Tables, build_seconds: float) -> dict:
+    """Versions (runs and report), hardware, the command, and wall times."""
+    info = tables.info
+    out = {}
+    for _, _, s in store.iter_runs(exp_dir):
+        if s.get("environment"):
+            out.update({f"run {k}": v for k, v in s["environment"].items()})
+            break
+    for package in ("pandas", "numpy", "matplotlib", "seaborn", "statsmodels", "keras-ablate"):
+        try:
+            out[f"report {package}"] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            pass
+    out["report python"] = platform.python_version()
+    out["report host"] = f"{platform.platform()} ({platform.machine()})"
+    if info.get("command"):
+        out["command"] = info["command"]
+    elif info.get("source"):
+        out["command"] = f"keras-ablate run {info['source']}"
+    out["report command"] = (
+        " ".join(["keras-ablate", *sys.argv[1:]]) if sys.argv[0].endswith("keras-ablate") else ""
+    )
+    runs = tables.runs
+    if len(runs) and "wall_time_s" in runs.columns:
+        out["training time, sum over runs"] = f"{float(runs['wall_time_s'].fillna(0).sum()):.1f} s"
+    times = [
+        (p / "summary.json").stat().st_mtime
+        for p in (exp_dir / "runs").glob("*/")
+        if not p.name.startswith(".") and (p / "summary.json").exists()
+    ]
+    if len(times) > 1:
+        out["first to last run finished"] = f"{max(times) - min(times):.1f} s"
+    out["report built in"] = f"{build_seconds:.1f} s"
+    out["report generated"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    return {k: v for k, v in out.items() if v not in ("", None)}
