@@ -42,7 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--filter", action="append", default=[], metavar="AXIS=LEVEL", help="only runs with this level (repeatable)")
     p.add_argument("--max-runs", type=int, default=None, metavar="N", help="stop after N runs")
     p.add_argument("--force", action="store_true", help="rerun runs that are already complete")
-    p.add_argument("--rerun", action="append", default=[], choices=["failed", "diverged"], help="also rerun runs with this status")
+    p.add_argument("--rerun", action="append", default=[], choices=["failed", "diverged"], help="run only the runs with this status (repeatable)")
+    p.add_argument("--workers", type=int, default=None, metavar="N", help="local worker processes (default: from CPUs and model size; 1 = this process)")
+    p.add_argument("--executor", default="local", choices=["local", "ray"], help="local processes (default) or one Ray task per run")
+    p.add_argument("--address", default=None, metavar="ADDR", help="Ray cluster address for --executor ray (default: start a local Ray)")
+
+    p = sub.add_parser("status", help="done / diverged / failed / missing runs of a grid, and the ETA while it runs")
+    p.add_argument("target", help="experiment YAML file or results/<experiment> folder")
+    p.add_argument("--results-dir", default=DEFAULT_RESULTS, help="root folder for results (default: results)")
+    p.add_argument("--json", action="store_true", help="print the status as JSON")
 
     p = sub.add_parser("report", help="build report.html and report.md for an experiment")
     p.add_argument("target", help="experiment YAML file or results/<experiment> folder")
@@ -146,8 +154,31 @@ def cmd_run(args) -> int:
         raise UserError(f"--max-runs must be >= 0, got {args.max_runs}")
     exp_dir.mkdir(parents=True, exist_ok=True)
     _write_experiment_info(exp, all_specs, exp_dir, args.file)
-    outcome = run_grid(specs, exp_dir, force=args.force, rerun=tuple(args.rerun), max_runs=args.max_runs)
+    outcome = run_grid(
+        specs, exp_dir, force=args.force, rerun=tuple(args.rerun), max_runs=args.max_runs,
+        workers=args.workers, executor=args.executor, address=args.address, resources=exp.resources,
+    )
     return 1 if outcome.failed else 0
+
+
+def cmd_status(args) -> int:
+    from keras_ablate.progress import format_status, grid_status
+
+    target = Path(args.target)
+    if target.is_dir():
+        exp_dir = target
+        try:
+            run_ids = json.loads((exp_dir / "experiment.json").read_text(encoding="utf-8"))["run_ids"]
+        except (OSError, ValueError, KeyError):
+            run_ids = None  # no grid recorded: count the folders there are
+    elif target.exists():
+        _exp, _specs, exp_dir, all_specs = _load(argparse.Namespace(file=args.target, results_dir=args.results_dir))
+        run_ids = [s.run_id for s in all_specs]
+    else:
+        raise UserError(f"{target}: no such experiment file or results folder")
+    status = grid_status(exp_dir, run_ids)
+    print(json.dumps(status, indent=2) if args.json else format_status(status))
+    return 0
 
 
 def cmd_report(args) -> int:
@@ -193,7 +224,7 @@ def cmd_claims(args) -> int:
     return 0
 
 
-_COMMANDS = {"plan": cmd_plan, "run": cmd_run, "report": cmd_report, "tune": cmd_tune, "claims": cmd_claims}
+_COMMANDS = {"plan": cmd_plan, "run": cmd_run, "report": cmd_report, "tune": cmd_tune, "status": cmd_status, "claims": cmd_claims}
 
 
 if __name__ == "__main__":

@@ -216,6 +216,17 @@ class AnalysisSection(BaseModel):
     target: float | None = Field(None, description="absolute target (overrides target_fraction)")
 
 
+class ResourcesSection(BaseModel):
+    """The `resources:` section: what one run needs (runner.py, executors.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Also the intra/inter-op thread count of every run in every executor: without XLA, oneDNN
+    # convolutions give different bits with 1 and 2 threads, so it must not depend on --workers.
+    num_cpus: int = Field(1, ge=1, description="CPU threads per run (and Ray num_cpus per task)")
+    num_gpus: float = Field(0.0, ge=0.0, description="GPUs per run (Ray num_gpus per task; fractions share a GPU)")
+
+
 class TuneSection(BaseModel):
     """The `tune:` section: search nuisance settings per arm with keras-tuner (tuning_config.py, tuning.py)."""
 
@@ -258,6 +269,7 @@ class Experiment(BaseModel):
     design: Literal["factorial", "one_at_a_time"] = "factorial"
     reference: dict[str, Any] = Field(default_factory=dict, description="reference level per axis")
     analysis: AnalysisSection = Field(default_factory=AnalysisSection)
+    resources: ResourcesSection = Field(default_factory=ResourcesSection)
     tune: TuneSection | None = None
     # `tuning` (results/<experiment>/tuning/<arm>/best.yaml) or a best.yaml / tuning folder path.
     base_from: str | None = Field(None, description="take tuned settings: defaults < base < base_from < grid")
@@ -429,7 +441,7 @@ def parse_experiment(
 def _model_for_loc(exc: ValidationError):
     # Extra keys at the top level or in nested sections: pick the model whose fields to list.
     loc = exc.errors()[0]["loc"]
-    sections = {("dataset",): DatasetSection, ("analysis",): AnalysisSection, ("tune",): TuneSection}
+    sections = {("dataset",): DatasetSection, ("analysis",): AnalysisSection, ("tune",): TuneSection, ("resources",): ResourcesSection}
     return {(): Experiment, **sections}.get(
         tuple(loc[:-1]), Experiment
     )

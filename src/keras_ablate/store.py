@@ -21,6 +21,20 @@ from keras_ablate.errors import UserError
 # whole); half-written work only ever lives in runs/.tmp-*, which readers ignore.
 RUNS = "runs"
 DONE_STATUSES = ("ok", "diverged")
+# Summary keys that describe one invocation rather than the run: `environment` and every timing
+# (`wall_time_s`, `probe_time_s`, ... a timing key ends in `_time_s`). Everything else in a run
+# folder is byte-identical between executors, worker counts and interrupted-then-resumed grids.
+PER_INVOCATION_KEYS = ("environment",)
+PER_INVOCATION_SUFFIX = "_time_s"
+
+
+def stable_summary(summary: dict) -> dict:
+    """The summary without its per-invocation keys (what must match between two executions)."""
+    return {
+        k: v
+        for k, v in summary.items()
+        if k not in PER_INVOCATION_KEYS and not k.endswith(PER_INVOCATION_SUFFIX)
+    }
 
 
 def experiment_dir(results_root: str | Path, slug: str) -> Path:
