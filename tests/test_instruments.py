@@ -19,7 +19,14 @@ DATA = {"name": "ngram", "options": {"n_train": 64, "n_val": 32, "seq_len": 8, "
 
 
 def _settings(**overrides) -> dict:
-    base = {"units": 6, "embed_dim": 5, "filters": 4, "batch_size": 32, "epochs": 1, "jit_compile": False}
+    base = {
+        "units": 6,
+        "embed_dim": 5,
+        "filters": 4,
+        "batch_size": 32,
+        "epochs": 1,
+        "jit_compile": False,
+    }
     return RunSettings(**{**base, **overrides}).model_dump(mode="json")
 
 
@@ -85,7 +92,9 @@ def test_timestep_gradients_equal_an_explicit_unrolled_tape(architecture, normal
             h, states = cell(embedded[:, t], states, training=True)
             hs.append(h)
         pred = model.get_layer("dense_out")(hs[-1])
-        loss = tf.reduce_mean(keras.losses.binary_crossentropy(y.reshape(-1, 1).astype(np.float32), pred))
+        loss = tf.reduce_mean(
+            keras.losses.binary_crossentropy(y.reshape(-1, 1).astype(np.float32), pred)
+        )
     expected = [float(tf.norm(g)) for g in tape.gradient(loss, hs)]
     np.testing.assert_allclose(measured.sort_values("t")["grad_norm"], expected, rtol=1e-4)
 
@@ -119,7 +128,10 @@ def test_decay_factor_is_below_one_at_radius_half_and_above_one_at_radius_one_an
 
 def test_norm_clipping_keeps_the_direction_and_value_clipping_turns_it():
     rng = np.random.default_rng(1)
-    grads = [tf.constant(rng.normal(size=(4, 3)), tf.float32), tf.constant(rng.normal(size=5), tf.float32)]
+    grads = [
+        tf.constant(rng.normal(size=(4, 3)), tf.float32),
+        tf.constant(rng.normal(size=5), tf.float32),
+    ]
     flat = np.concatenate([g.numpy().ravel() for g in grads])
 
     def cosine(clipped):
@@ -135,7 +147,10 @@ def test_norm_clipping_keeps_the_direction_and_value_clipping_turns_it():
 
     # The recorded column agrees: norm clipping cosine 1, value clipping < 1 on a clipped step.
     ds = load_dataset(DATA["name"], DATA["options"])
-    for clip, check in (("global_norm:1e-4", lambda c: abs(c - 1) < 1e-6), ("value:1e-4", lambda c: c < 1)):
+    for clip, check in (
+        ("global_norm:1e-4", lambda c: abs(c - 1) < 1e-6),
+        ("value:1e-4", lambda c: c < 1),
+    ):
         model = build_instrumented(_settings(architecture="rnn", clip=clip), ds, seed=0, capacity=2)
         model.train_on_batch(ds.x_train[:32], ds.y_train[:32])
         columns, rows = model.step_records()
@@ -157,7 +172,9 @@ def _dense_model(activation, kernel_scale, bias, width=6, features=4):
 
 def _unit(frames, quantity):
     units = frames["units"]
-    return float(units[(units["layer"] == "dense_0") & (units["quantity"] == quantity)]["value"].iloc[0])
+    return float(
+        units[(units["layer"] == "dense_0") & (units["quantity"] == quantity)]["value"].iloc[0]
+    )
 
 
 def test_saturation_of_huge_tanh_preactivations_and_dead_relu_fractions():
@@ -188,12 +205,23 @@ def test_depth_profile_matches_an_independent_tape_and_probes_restore_batch_stat
 
     with tf.GradientTape() as tape:
         pred = model(x, training=True)
-        loss = tf.reduce_mean(keras.losses.binary_crossentropy(y.reshape(-1, 1).astype(np.float32), pred))
-    grads = dict(zip([id(v) for v in model.trainable_variables], tape.gradient(loss, model.trainable_variables)))
+        loss = tf.reduce_mean(
+            keras.losses.binary_crossentropy(y.reshape(-1, 1).astype(np.float32), pred)
+        )
+    grads = dict(
+        zip(
+            [id(v) for v in model.trainable_variables],
+            tape.gradient(loss, model.trainable_variables),
+            strict=True,
+        )
+    )
     expected = {}
     for layer in model.layers:
         if layer.trainable_variables:
-            sq = sum(float(tf.reduce_sum(tf.square(tf.convert_to_tensor(grads[id(v)])))) for v in layer.trainable_variables)
+            sq = sum(
+                float(tf.reduce_sum(tf.square(tf.convert_to_tensor(grads[id(v)]))))
+                for v in layer.trainable_variables
+            )
             expected[layer.name] = np.sqrt(sq)
     assert depth["layer"].tolist() == list(expected)  # model order, input side first
     np.testing.assert_allclose(depth["grad_norm"], list(expected.values()), rtol=1e-5)
@@ -207,7 +235,9 @@ def test_kernel_spectra_tell_spectral_radius_from_largest_singular_value():
     assert values["spectral_radius/a"] == pytest.approx(0.0, abs=1e-12)
     assert values["max_singular/a"] == pytest.approx(2.0)
     assert values["spectral_radius/b"] == pytest.approx(3.0)
-    assert values["max_singular/all"] == pytest.approx(np.linalg.norm(np.hstack([nilpotent, rotation]), 2))
+    assert values["max_singular/all"] == pytest.approx(
+        np.linalg.norm(np.hstack([nilpotent, rotation]), 2)
+    )
     # A diverged run's kernel holds NaN: the spectra say NaN instead of raising.
     broken = dict(kernel_spectra(np.array([[np.nan, 0.0], [0.0, 1.0]]), ["candidate"]))
     assert np.isnan(broken["spectral_radius/candidate"]) and np.isnan(broken["max_singular/all"])
@@ -215,11 +245,15 @@ def test_kernel_spectra_tell_spectral_radius_from_largest_singular_value():
 
 def test_probes_do_not_change_training():
     ds = load_dataset(DATA["name"], DATA["options"])
-    settings = _settings(architecture="lstm", normalization="batch", epochs=2)
+    settings = _settings(architecture="rnn", normalization="batch", epochs=2)
     weights = []
     for with_probe in (False, True):
         model = build_instrumented(settings, ds, seed=0, capacity=8)
-        callbacks = [ProbeCallback(Probe(model, *probe_batch(ds), "binary_crossentropy"))] if with_probe else []
+        callbacks = (
+            [ProbeCallback(Probe(model, *probe_batch(ds), "binary_crossentropy"))]
+            if with_probe
+            else []
+        )
         model.fit(ds.x_train, ds.y_train, batch_size=32, epochs=2, verbose=0, callbacks=callbacks)
         weights.append([v.numpy() for v in model.variables])
     for a, b in zip(*weights, strict=True):
@@ -235,7 +269,9 @@ def test_run_one_writes_probe_tables_for_every_epoch_with_the_step_layer_names()
     for name in instruments_tables:
         assert sorted(tables[name]["epoch"].unique()) == [0, 1, 2], name
     assert set(tables["timesteps"]["layer"]) == {"rnn_0", "rnn_1"}
-    step_layers = {c.split("/", 2)[2] for c in tables["steps"].columns if c.startswith("grad/norm/")}
+    step_layers = {
+        c.split("/", 2)[2] for c in tables["steps"].columns if c.startswith("grad/norm/")
+    }
     assert set(tables["depth"]["layer"]) == step_layers
     gates = tables["units"][tables["units"]["quantity"].str.startswith("gate_mean/")]
     assert set(gates["quantity"]) == {"gate_mean/update", "gate_mean/reset"}
@@ -252,7 +288,14 @@ def _series(norms, run_id="a", epoch=0, layer="rnn_0"):
     steps = len(norms)
     t = np.arange(steps)
     return pd.DataFrame(
-        {"run_id": run_id, "epoch": epoch, "layer": layer, "t": t, "distance": steps - 1 - t, "grad_norm": norms}
+        {
+            "run_id": run_id,
+            "epoch": epoch,
+            "layer": layer,
+            "t": t,
+            "distance": steps - 1 - t,
+            "grad_norm": norms,
+        }
     )
 
 
@@ -306,17 +349,35 @@ def test_clip_rates_from_a_long_steps_table():
 
 
 def test_run_metrics_give_init_and_final_columns_per_run():
-    timesteps = pd.concat([_series([4.0, 2.0, 1.0]), _series([1.0, 1.0, 1.0], epoch=3), _series([1.0, 3.0], "b")])
+    timesteps = pd.concat(
+        [_series([4.0, 2.0, 1.0]), _series([1.0, 1.0, 1.0], epoch=3), _series([1.0, 3.0], "b")]
+    )
     depth = pd.DataFrame(
-        {"run_id": "a", "epoch": [0, 0, 3, 3], "layer": ["rnn_0", "dense_out"] * 2, "position": [0, 1] * 2,
-         "grad_norm": [1.0, 4.0, 2.0, 2.0]}
+        {
+            "run_id": "a",
+            "epoch": [0, 0, 3, 3],
+            "layer": ["rnn_0", "dense_out"] * 2,
+            "position": [0, 1] * 2,
+            "grad_norm": [1.0, 4.0, 2.0, 2.0],
+        }
     )
     units = pd.DataFrame(
-        {"run_id": "a", "epoch": [0, 3, 3], "layer": ["rnn_0", "rnn_0", "dense_0"], "quantity": "saturated",
-         "value": [0.0, 0.2, 0.4]}
+        {
+            "run_id": "a",
+            "epoch": [0, 3, 3],
+            "layer": ["rnn_0", "rnn_0", "dense_0"],
+            "quantity": "saturated",
+            "value": [0.0, 0.2, 0.4],
+        }
     )
     steps = pd.DataFrame(
-        {"run_id": "a", "step": [0, 0], "quantity": ["grad/clipped", "grad/cosine"], "layer": "", "value": [1.0, 0.5]}
+        {
+            "run_id": "a",
+            "step": [0, 0],
+            "quantity": ["grad/clipped", "grad/cosine"],
+            "layer": "",
+            "value": [1.0, 0.5],
+        }
     )
 
     class Fake:  # the attributes of aggregate.Tables that run_metrics reads
@@ -341,3 +402,52 @@ def test_probe_batch_is_the_first_validation_examples():
     x, y = probe_batch(ds, 10)
     np.testing.assert_array_equal(x, ds.x_val[:10])
     np.testing.assert_array_equal(y, ds.y_val[:10])
+
+
+# --- report figures on hand-built tables ---------------------------------------------------------
+
+
+def _fake_tables():
+    from types import SimpleNamespace
+
+    rows, timesteps, depth, units, steps = [], [], [], [], []
+    for i, (architecture, activation, clip) in enumerate(
+        [("rnn", "tanh", "none"), ("lstm", "relu", "norm:0.5"), ("lstm", "tanh", "value:0.01")]
+    ):
+        run_id = f"r{i}"
+        rows.append({"run_id": run_id, "architecture": architecture, "activation": activation,
+                     "normalization": "none", "clip": clip, "seed": 0, "steps_per_epoch": 2})  # fmt: skip
+        for epoch in (0, 1, 2):
+            timesteps.append(_series(0.5 ** np.arange(5)[::-1] * (epoch + 1), run_id, epoch))
+            depth.append(pd.DataFrame({"run_id": run_id, "epoch": epoch, "layer": ["embed", "rnn_0", "dense_out"],
+                                       "position": [0, 1, 2], "grad_norm": [0.1, 0.2, 0.4]}))  # fmt: skip
+            units.append(pd.DataFrame({"run_id": run_id, "epoch": epoch, "layer": "rnn_0",
+                                       "quantity": ["saturated", "gate_mean/forget"], "value": [0.1, 0.7]}))  # fmt: skip
+        for step in range(6):
+            steps.append(pd.DataFrame({"run_id": run_id, "step": step, "quantity": ["grad/clipped", "grad/cosine"],
+                                       "layer": "", "value": [step % 2, 0.9 if step % 2 else 1.0]}))  # fmt: skip
+    return SimpleNamespace(
+        runs=pd.DataFrame(rows),
+        steps=pd.concat(steps, ignore_index=True),
+        axes=["architecture", "activation", "clip"],
+        timesteps=pd.concat(timesteps, ignore_index=True),
+        extra={"depth": pd.concat(depth), "units": pd.concat(units)},
+    )
+
+
+def test_instrument_figures_draw_from_tables_and_skip_when_empty():
+    import matplotlib.pyplot as plt
+
+    from keras_ablate.report import instrument_plots
+
+    tables = _fake_tables()
+    for slug, _, function, caption in instrument_plots.FIGURES:
+        figure = function(tables)
+        assert figure is not None and figure.axes, slug
+        assert caption
+        plt.close(figure)
+    empty = _fake_tables()
+    empty.timesteps, empty.extra = None, {}
+    empty.steps = empty.steps.iloc[:0]
+    for slug, _, function, _ in instrument_plots.FIGURES:
+        assert function(empty) is None, slug

@@ -14,7 +14,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from keras_ablate import store
 from keras_ablate.analysis import effects
 from keras_ablate.analysis.aggregate import Tables, load
-from keras_ablate.report import plots, sections
+from keras_ablate.report import instrument_plots, plots, sections
 from keras_ablate.report.tuning_section import tuning_section
 
 
@@ -96,6 +96,8 @@ def make_figures(tables: Tables, fig_dir: Path) -> list[Figure]:
          "Mean score over the levels of one factor, one line per level of another, with 95 % t "
          "intervals. Parallel lines: the two factors act independently; crossing or diverging lines: "
          "the effect of one depends on the other."),
+        # Probe instruments (issue 3): gradients through time and depth, clipping, units, gates.
+        *instrument_plots.FIGURES,
     ]
     figures = []
     for slug, title, fn, caption in specs:

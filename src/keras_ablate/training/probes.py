@@ -328,7 +328,9 @@ def kernel_spectra(kernel: np.ndarray, names: list[str]) -> list[tuple[str, floa
         if name is None:
             continue
         block = kernel[:, j * units : (j + 1) * units]
-        radius = float(np.max(np.abs(np.linalg.eigvals(block)))) if np.isfinite(block).all() else np.nan
+        radius = (
+            float(np.max(np.abs(np.linalg.eigvals(block)))) if np.isfinite(block).all() else np.nan
+        )
         out.append((f"spectral_radius/{name}", radius))
         out.append((f"max_singular/{name}", _largest_singular(block)))
     return out
