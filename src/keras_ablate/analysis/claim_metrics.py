@@ -26,8 +26,8 @@ DERIVED = {
     "epoch1/<metric>": "a history metric after the first epoch",
     "gap/accuracy": "final train accuracy - final val accuracy (overfitting)",
     "gap/loss": "final val loss - final train loss (overfitting)",
-    "decay_factor/init|final": "first recurrent layer: 10**slope of log10 ||dL/dh_t|| vs distance from the output",
-    "t0_ratio/init|final": "first recurrent layer: ||dL/dh_0|| / ||dL/dh_T-1||",
+    # decay_factor/<layer>/{init,final}, t0_ratio/<layer>/{init,final}, depth_ratio/...: from
+    # analysis/instruments.run_metrics, merged in below.
     "gate_mean/<gate>/init|final": "first recurrent layer: mean gate value on the probe batch",
 }
 
@@ -94,9 +94,6 @@ def _from_records(path: Path, spec: dict, summary: dict) -> dict:
     steps = store.read_table(path, "steps")
     if steps is not None and not steps.empty:
         out.update(_step_metrics(steps))
-    timesteps = store.read_table(path, "timesteps")
-    if timesteps is not None and not timesteps.empty:
-        out.update(timestep_metrics(timesteps))
     units = store.read_table(path, "units")
     if units is not None and not units.empty:
         out.update(_gate_metrics(units))
@@ -156,54 +153,20 @@ def _step_metrics(steps: pd.DataFrame) -> dict:
 
 
 def _merge_optional(runs: pd.DataFrame, exp_dir: Path) -> pd.DataFrame:
-    """Merge per-run metrics of the metrics / instruments modules when they exist (issues 3 and 5)."""
-    for module_name, function_names in (
-        ("keras_ablate.analysis.metrics", ("derived_metrics", "run_metrics", "derive")),
-        ("keras_ablate.analysis.instruments", ("run_metrics", "derived_metrics", "per_run")),
-    ):
-        try:
-            module = __import__(module_name, fromlist=["_"])
-        except ImportError:
-            continue
-        for name in function_names:
-            fn = getattr(module, name, None)
-            if fn is None:
-                continue
-            try:
-                extra = fn(exp_dir)
-            except Exception:  # noqa: BLE001 - an optional table must not break a verdict
-                extra = None
-            if isinstance(extra, pd.DataFrame) and "run_id" in extra.columns:
-                new = [c for c in extra.columns if c == "run_id" or c not in runs.columns]
-                runs = runs.merge(extra[new], on="run_id", how="left")
-            break
-    return runs
-
-
-def decay_factor(distance: np.ndarray, norms: np.ndarray) -> float:
-    """10**slope of a least-squares line through log10 norm vs distance; zeros and non-finite left out."""
-    keep = np.isfinite(norms) & (norms > 0)
-    if keep.sum() < 2 or np.ptp(distance[keep]) == 0:
-        return np.nan
-    slope = np.polyfit(distance[keep].astype(float), np.log10(norms[keep]), 1)[0]
-    return float(10.0**slope)
-
-
-def timestep_metrics(timesteps: pd.DataFrame) -> dict:
-    """decay_factor and t0_ratio of the first recurrent layer at the first and the last probed epoch."""
-    out = {}
-    layer = sorted(timesteps["layer"].unique())[0]
-    frame = timesteps[timesteps["layer"] == layer]
-    epochs = sorted(frame["epoch"].unique())
-    for label, epoch in (("init", epochs[0]), ("final", epochs[-1])):
-        at = frame[frame["epoch"] == epoch].sort_values("distance")
-        norms = at["grad_norm"].to_numpy(float)
-        out[f"decay_factor/{label}"] = decay_factor(at["distance"].to_numpy(), norms)
-        first, last = norms[-1], norms[0]  # largest distance is t = 0
-        out[f"t0_ratio/{label}"] = (
-            float(first / last) if last > 0 and np.isfinite(first) else np.nan
-        )
-    return out
+    """Merge the probe instruments' per-run metrics (analysis/instruments.py) when that module exists."""
+    try:
+        from keras_ablate.analysis.instruments import run_metrics
+    except ImportError:
+        return runs
+    try:
+        extra = run_metrics(exp_dir)
+    except Exception:  # noqa: BLE001 - a broken optional table must not stop every verdict
+        return runs
+    if not isinstance(extra, pd.DataFrame) or "run_id" not in extra.columns or runs.empty:
+        return runs
+    new = [c for c in extra.columns if c == "run_id" or c not in runs.columns]
+    extra = extra[new].assign(run_id=extra["run_id"].astype(str))
+    return runs.assign(run_id=runs["run_id"].astype(str)).merge(extra, on="run_id", how="left")
 
 
 def _gate_metrics(units: pd.DataFrame) -> dict:
