@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import math
+import textwrap
 import time
 from pathlib import Path
 
@@ -26,8 +27,13 @@ def claim_figure(result, path: Path) -> Path | None:
     leaves = [leaf for leaf in result.verdict.leaves() if leaf.groups]
     if not leaves:
         return None
-    fig, axes = plt.subplots(1, len(leaves), figsize=(3.2 * len(leaves), 3.0), squeeze=False)
-    for ax, leaf in zip(axes[0], leaves, strict=False):
+    columns = min(3, len(leaves))
+    rows = -(-len(leaves) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.2 * rows), squeeze=False)
+    for ax in axes.flat[len(leaves) :]:
+        ax.set_visible(False)
+    for ax, leaf in zip(axes.flat, leaves, strict=False):
+        ax.ticklabel_format(axis="y", useOffset=False)
         for i, group in enumerate(leaf.groups):
             colour = GROUP_COLOURS[i % len(GROUP_COLOURS)]
             jitter = np.linspace(-0.12, 0.12, len(group.values)) if len(group.values) > 1 else [0.0]
@@ -44,9 +50,8 @@ def claim_figure(result, path: Path) -> Path | None:
         ax.set_ylabel(
             leaf.metric if transform == "none" else f"{transform}({leaf.metric})", fontsize=8
         )
-        ax.set_title(
-            f"{leaf.name or leaf.kind}: {leaf.verdict}", fontsize=8, color=COLOURS[leaf.verdict]
-        )
+        title = textwrap.fill(f"{leaf.name or leaf.kind}: {leaf.verdict}", 40)
+        ax.set_title(title, fontsize=8, color=COLOURS[leaf.verdict])
         ax.tick_params(labelsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
