@@ -1,0 +1,220 @@
+"""Wall time of one 16-run grid: suite with 1 and 2 workers, a plain Keras loop, keras-tuner GridSearch.
+
+Every variant runs in a fresh Python process (so each pays the same interpreter and TensorFlow
+start-up), one after the other in this one invocation, on the same runs: the 16 settings of
+GRID below, same data, same epochs, same seeds, same jit setting, and 1 intra/inter-op thread
+per training process (the suite's default `resources.num_cpus: 1`; the loop and the tuner are
+given the same, so the comparison measures the suite, not a thread count).
+
+    suite-1   keras-ablate run --workers 1   (in-process, instrumented step, records written)
+    suite-2   keras-ablate run --workers 2   (two worker processes)
+    plain     for each setting: build, compile, fit the same Keras model; nothing else
+    tuner     keras_tuner.GridSearch over the same axes (hp.Choice each), same fit arguments
+
+Goals: suite-1 / suite-2 >= 1.6; suite-1 / plain <= 1.10; suite-1 / tuner <= 0.8. The load
+average is printed next to every timing: other processes on the machine slow every variant, the
+parallel one most, so numbers from a loaded machine are only indicative.
+
+    .venv/bin/python benchmarks/throughput.py [--quick] [--rounds N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+GRID = """
+name: throughput
+dataset: {{name: ngram, options: {{n_train: {n_train}, n_val: 256, seq_len: {seq_len}, vocab_size: 50}}}}
+base: {{epochs: {epochs}, units: {units}, embed_dim: 16, filters: 16, batch_size: 64, jit_compile: true}}
+grid:
+  architecture: [cnn, rnn, lstm, gru]
+  activation: [tanh, relu]
+  clip: [none, "norm:1.0"]
+seeds: [0]
+"""
+FULL = {"n_train": 4096, "seq_len": 40, "epochs": 3, "units": 32}
+QUICK = {"n_train": 512, "seq_len": 20, "epochs": 1, "units": 8}
+
+
+def _threads_one() -> None:
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+
+
+def _specs(path: str):
+    from keras_ablate.config import load_experiment
+
+    return load_experiment(path)[1]
+
+
+def plain_loop(path: str) -> None:
+    """The same models, built and fitted one after the other with plain Keras."""
+    _threads_one()
+    import keras
+
+    from keras_ablate.data import load_dataset
+    from keras_ablate.models import build_model
+    from keras_ablate.models.layers import loss_for
+    from keras_ablate.training.loop import make_optimizer
+
+    for spec in _specs(path):
+        s = spec.settings
+        data = load_dataset(spec.dataset["name"], spec.dataset["options"])
+        keras.utils.set_random_seed(spec.seed)
+        model = build_model(s, data)
+        model.compile(
+            optimizer=make_optimizer(s),
+            loss=loss_for(data),
+            metrics=[data.metric],
+            jit_compile=s["jit_compile"],
+            steps_per_execution=s["steps_per_execution"],
+        )
+        model.fit(
+            data.x_train,
+            data.y_train,
+            batch_size=s["batch_size"],
+            epochs=s["epochs"],
+            validation_data=(data.x_val, data.y_val),
+            verbose=0,
+        )
+        keras.backend.clear_session()
+
+
+def tuner_grid(path: str, workdir: str) -> None:
+    """keras-tuner GridSearch over the grid's axes, each an hp.Choice, same fit arguments."""
+    _threads_one()
+    import keras_tuner as kt
+
+    from keras_ablate.data import load_dataset
+    from keras_ablate.models import build_model
+    from keras_ablate.models.layers import loss_for
+    from keras_ablate.training.loop import make_optimizer
+
+    specs = _specs(path)
+    base = specs[0].settings
+    axes = {k: list(dict.fromkeys(s.axes[k] for s in specs)) for k in specs[0].axes}
+    data = load_dataset(specs[0].dataset["name"], specs[0].dataset["options"])
+
+    class Model(kt.HyperModel):
+        def build(self, hp):
+            settings = {**base, **{k: hp.Choice(k, levels) for k, levels in axes.items()}}
+            model = build_model(settings, data)
+            model.compile(
+                optimizer=make_optimizer(settings),
+                loss=loss_for(data),
+                metrics=[data.metric],
+                jit_compile=settings["jit_compile"],
+                steps_per_execution=settings["steps_per_execution"],
+            )
+            return model
+
+    tuner = kt.GridSearch(
+        Model(),
+        objective="val_loss",
+        directory=workdir,
+        project_name="grid",
+        overwrite=True,
+        seed=specs[0].seed,
+    )
+    tuner.search(
+        data.x_train,
+        data.y_train,
+        batch_size=base["batch_size"],
+        epochs=base["epochs"],
+        validation_data=(data.x_val, data.y_val),
+        verbose=0,
+    )
+    trials = len(tuner.oracle.trials)
+    if trials != len(specs):
+        raise SystemExit(f"tuner ran {trials} trials, expected {len(specs)}")
+
+
+def _timed(command: list[str], env: dict) -> tuple[float, float]:
+    load = os.getloadavg()[0]
+    started = time.perf_counter()
+    done = subprocess.run(
+        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
+    seconds = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    return seconds, load
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--quick", action="store_true", help="tiny data and 1 epoch (a smoke test, ~2 min)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="rounds of all variants (default 2, --quick 1)"
+    )
+    parser.add_argument("--child", nargs=2, metavar=("KIND", "YAML"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        kind, path = args.child
+        plain_loop(path) if kind == "plain" else tuner_grid(path, tempfile.mkdtemp(prefix="kt-"))
+        return
+
+    sizes = QUICK if args.quick else FULL
+    args.rounds = args.rounds or (1 if args.quick else 2)
+    root = Path(tempfile.mkdtemp(prefix="throughput-"))
+    grid = root / "grid.yaml"
+    grid.write_text(GRID.format(**sizes), encoding="utf-8")
+    # A private dataset cache, filled once before timing so no variant pays data generation.
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "KERAS_ABLATE_CACHE": str(root / "cache")}
+    warm = "from keras_ablate.data import load_dataset as L; from keras_ablate.config import load_experiment as E; "
+    warm += f"s = E({str(grid)!r})[1][0]; L(s.dataset['name'], s.dataset['options'])"
+    subprocess.run([sys.executable, "-c", warm], env=env, check=True)
+
+    cli = [sys.executable, "-m", "keras_ablate.cli", "run", str(grid)]
+    variants = {
+        "suite-1": cli + ["--results-dir", str(root / "w1"), "--workers", "1"],
+        "suite-2": cli + ["--results-dir", str(root / "w2"), "--workers", "2"],
+        "plain": [sys.executable, __file__, "--child", "plain", str(grid)],
+        "tuner": [sys.executable, __file__, "--child", "tuner", str(grid)],
+    }
+    # Rounds run every variant once, in turn, so a change of load hits all of them alike; load
+    # only ever slows a variant down, so the best round of each is its least disturbed time.
+    rounds: dict[str, list[float]] = {name: [] for name in variants}
+    print(
+        f"16 runs {json.dumps(sizes)}, {os.cpu_count()} CPUs, {args.rounds} round(s); each variant in a fresh process"
+    )
+    for round_index in range(args.rounds):
+        for name, command in variants.items():
+            if round_index:
+                shutil.rmtree(root / name.replace("suite-", "w"), ignore_errors=True)
+            seconds, load = _timed(command, env)
+            rounds[name].append(seconds)
+            print(
+                f"  round {round_index + 1} {name:8s} {seconds:7.1f} s   (1-min load average at start: {load:.2f})",
+                flush=True,
+            )
+    times = {name: min(values) for name, values in rounds.items()}
+    print("best round: " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in times.items()))
+    goals = [
+        (
+            "suite-1 / suite-2 (speed-up with 2 workers)",
+            times["suite-1"] / times["suite-2"],
+            ">= 1.6",
+        ),
+        ("suite-1 / plain   (suite overhead)", times["suite-1"] / times["plain"], "<= 1.10"),
+        ("suite-1 / tuner", times["suite-1"] / times["tuner"], "<= 0.8"),
+        ("suite-2 / tuner", times["suite-2"] / times["tuner"], "(for reference)"),
+    ]
+    for label, ratio, goal in goals:
+        print(f"  {label:45s} {ratio:5.2f}   goal {goal}")
+
+
+if __name__ == "__main__":
+    main()
