@@ -11,6 +11,7 @@ import tensorflow as tf
 from keras_ablate.analysis import instruments
 from keras_ablate.config import RunSettings, RunSpec, make_run_id
 from keras_ablate.data import load_dataset
+from keras_ablate.models.cells import gate_values
 from keras_ablate.training.loop import build_instrumented, run_one
 from keras_ablate.training.probes import Probe, ProbeCallback, kernel_spectra, probe_batch
 from keras_ablate.training.step import clip_gradients
@@ -80,15 +81,19 @@ def test_timestep_gradients_equal_an_explicit_unrolled_tape(architecture, normal
     settings = _settings(architecture=architecture, normalization=normalization)
     model = build_instrumented(settings, ds, seed=0, capacity=2)
     x, y = probe_batch(ds, 16)
-    measured = Probe(model, x, y, "binary_crossentropy").measure(0)["timesteps"]
+    frames = Probe(model, x, y, "binary_crossentropy").measure(0)
+    measured = frames["timesteps"]
 
     cell = model.get_layer("rnn_0").cell
     embedded = model.get_layer("embed")(x)
     n_states = len(cell.state_size) if isinstance(cell.state_size, (list, tuple)) else 1
     states = [tf.zeros((len(x), settings["units"])) for _ in range(n_states)]
     with tf.GradientTape() as tape:
-        hs = []
+        hs, gates = [], []
         for t in range(x.shape[1]):
+            gates.append(
+                gate_values(cell, embedded[:, t], states)
+            )  # gates of step t: states from t-1
             h, states = cell(embedded[:, t], states, training=True)
             hs.append(h)
         pred = model.get_layer("dense_out")(hs[-1])
@@ -97,6 +102,22 @@ def test_timestep_gradients_equal_an_explicit_unrolled_tape(architecture, normal
         )
     expected = [float(tf.norm(g)) for g in tape.gradient(loss, hs)]
     np.testing.assert_allclose(measured.sort_values("t")["grad_norm"], expected, rtol=1e-4)
+
+    # Gate means over the probe batch and all timesteps, step by step as the cell saw them.
+    units = frames["units"].set_index("quantity")["value"]
+    names = [g for g in gates[0] if g != "candidate"]
+    assert names and {f"gate_mean/{g}" for g in names} <= set(units.index)
+    for name in names:
+        step_means = [float(np.mean(step[name])) for step in gates]
+        assert units[f"gate_mean/{name}"] == pytest.approx(np.mean(step_means), rel=1e-5), name
+    if architecture == "lstm":
+        # Keras LSTM from its weights (gate order i, f, c, o): the forget gate at t = 0 sees h = 0.
+        kernel, _, bias = (w.numpy() for w in cell.weights)
+        n = cell.units
+        pre = embedded[:, 0].numpy() @ kernel[:, n : 2 * n] + bias[n : 2 * n]
+        np.testing.assert_allclose(
+            np.asarray(gates[0]["forget"]), 1 / (1 + np.exp(-pre)), rtol=1e-5
+        )
 
 
 def _scaled_tanh_rnn(radius, steps=12, units=8, input_scale=1.0, seed=0):

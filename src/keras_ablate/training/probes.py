@@ -13,12 +13,13 @@ units: it is the norm of the gradient of the batch-mean loss with respect to the
 The replay runs in training mode, so normalization layers use batch statistics as the train
 step does; Dropout is skipped (so probes draw no random numbers and leave the training
 trajectory untouched) and every non-trainable variable (moving statistics) is restored after.
+Gate values (models/cells.gate_values) are recomputed for all timesteps at once from the
+recorded states, in inference mode: batch-normalized cells use their moving statistics there.
 """
 
 from __future__ import annotations
 
 import functools
-import inspect
 import time
 
 import keras
@@ -54,43 +55,49 @@ def mean_loss(loss_name: str):
 
 
 class ProbeCell(keras.layers.Layer):
-    """Wraps a built recurrent cell: input [x_t, p_t] -> output [h_t + p_t, gate values], state h_t + p_t.
+    """Wraps a built recurrent cell: input [x_t, p_t] -> output [h_t + p_t, other states], state h_t + p_t.
 
-    The inner cell keeps its own weights (nothing is copied). Gate values of the step (see
-    models/cells.gate_values) ride along as extra output columns so that saturation and gate
-    means come out of the same pass; they do not reach the loss.
+    The inner cell keeps its own weights (nothing is copied). The other states (an LSTM's c_t)
+    ride along as output columns so that gate values can be recomputed afterwards for all
+    timesteps at once, outside the loop and its gradient (in the loop they cost a third of the
+    probe's tracing time).
     """
 
-    def __init__(self, cell, units: int, gate_names: tuple[str, ...], **kwargs):
+    def __init__(self, cell, units: int, **kwargs):
         super().__init__(**kwargs)
-        self.cell, self.units, self.gate_names = cell, int(units), tuple(gate_names)
+        self.cell, self.units = cell, int(units)
         self.state_size = cell.state_size
-        self.output_size = self.units * (1 + len(self.gate_names))
+        self.output_size = sum(_state_sizes(cell))
 
     def build(self, input_shape):
         self.built = True  # the inner cell is built and trained already
 
     def call(self, inputs, states, training=False):
         x, probe = inputs[:, : -self.units], inputs[:, -self.units :]
-        nested = isinstance(states, (list, tuple))
-        state_list = list(states) if nested else [states]
-        h, new_states = self.cell(x, state_list if nested else states, training=training)
-        new_list = list(new_states) if isinstance(new_states, (list, tuple)) else [new_states]
+        h, new_states = self.cell(x, states, training=training)
+        nested = isinstance(new_states, (list, tuple))
+        new_list = list(new_states) if nested else [new_states]
         new_list[0] = new_list[0] + probe
-        outputs = [h + probe]
-        if self.gate_names:
-            gates = _gates(self.cell, x, state_list, training)
-            outputs += [ops.broadcast_to(gates[name], ops.shape(h)) for name in self.gate_names]
-        next_states = new_list if isinstance(new_states, (list, tuple)) else new_list[0]
-        return ops.concatenate(outputs, axis=-1), next_states
+        outputs = ops.concatenate([h + probe, *new_list[1:]], axis=-1)
+        return outputs, new_list if nested else new_list[0]
 
 
-def _gates(cell, x, states, training) -> dict:
-    """Gate values of one step, in the same mode as the step itself when the cell supports it."""
-    own = getattr(cell, "gate_values", None)
-    if own is not None and "training" in inspect.signature(own).parameters:
-        return own(x, states, training=training)
-    return gate_values(cell, x, states)
+def _state_sizes(cell) -> list[int]:
+    return [int(size) for size in _as_list(cell.state_size)]
+
+
+def _sequence_gates(cell, inputs, states: list) -> dict:
+    """Gate values at every timestep: inputs (B, T, F), states at t-1 as (B, T, size) each -> name -> (B, T, units).
+
+    All timesteps go through the cell's gate computation as one batch. Batch-normalized cells
+    use their moving statistics here (gate_values runs in inference mode).
+    """
+    shape = ops.shape(inputs)
+    flat = [ops.reshape(s, (-1, s.shape[-1])) for s in states]
+    gates = gate_values(cell, ops.reshape(inputs, (-1, inputs.shape[-1])), flat)
+    units = states[0].shape[-1]
+    return {name: ops.reshape(ops.broadcast_to(value, (ops.shape(flat[0])[0], units)), (shape[0], shape[1], units))
+            for name, value in gates.items()}  # fmt: skip
 
 
 def _units_of(cell) -> int:
@@ -133,7 +140,7 @@ class Probe:
                 cell = layer.cell
                 units = _units_of(cell)
                 gates = _gate_names(cell, units, int(layer.input.shape[-1]))
-                wrapper = ProbeCell(cell, units, gates, name=f"{layer.name}_probe_cell")
+                wrapper = ProbeCell(cell, units, name=f"{layer.name}_probe_cell")
                 rnn = keras.layers.RNN(wrapper, return_sequences=True, name=f"{layer.name}_probe")
                 self.recurrent[layer.name] = {
                     "layer": rnn,
@@ -150,7 +157,9 @@ class Probe:
         self._restore = [v for layer in model.layers for v in layer.non_trainable_variables]
         # tf.function counts traces per code object; a partial (no __code__) is counted on its own,
         # so one trace per run does not warn about "retracing" after a few runs in one worker.
-        self._function = tf.function(functools.partial(Probe._forward_backward, self))
+        self._function = tf.function(
+            functools.partial(Probe._forward_backward, self), autograph=False
+        )
         self.seconds = 0.0
 
     def _replay(self, x, probes: dict):
@@ -169,15 +178,11 @@ class Probe:
                 full = info["layer"](
                     ops.concatenate([arg, probes[layer.name]], axis=-1), training=True
                 )
-                units = info["units"]
-                sequence = full[..., :units]
-                internals[layer.name] = {
-                    "h": sequence,
-                    **{
-                        g: full[..., units * (j + 1) : units * (j + 2)]
-                        for j, g in enumerate(info["gates"])
-                    },
-                }
+                sizes = _state_sizes(info["cell"])
+                bounds = np.cumsum([0, *sizes])
+                states = [full[..., a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+                sequence = states[0]
+                internals[layer.name] = {"h": sequence, "inputs": arg, "states": states}
                 out = sequence[:, -1] if info["last_only"] else sequence
             else:
                 out = layer(arg, training=True)
@@ -206,6 +211,13 @@ class Probe:
             if g is not None:
                 squares[owner] = squares[owner] + tf.reduce_sum(tf.square(tf.convert_to_tensor(g)))
         depth = {n: tf.sqrt(s) for n, s in squares.items()}
+        for name, info in self.recurrent.items():
+            parts = internals[name]
+            inputs, states = parts.pop("inputs"), parts.pop("states")
+            if info["gates"]:
+                # States entering step t: those after step t-1, zeros before the first step.
+                previous = [ops.pad(s[:, :-1], [[0, 0], [1, 0], [0, 0]]) for s in states]
+                parts.update(_sequence_gates(info["cell"], inputs, previous))
         return timesteps, depth, internals
 
     def measure(self, epoch: int) -> dict[str, pd.DataFrame]:
