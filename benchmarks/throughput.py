@@ -67,7 +67,9 @@ def plain_loop(path: str) -> None:
     from keras_ablate.models.layers import loss_for
     from keras_ablate.training.loop import make_optimizer
 
+    inside = 0.0
     for spec in _specs(path):
+        started = time.perf_counter()
         s = spec.settings
         data = load_dataset(spec.dataset["name"], spec.dataset["options"])
         keras.utils.set_random_seed(spec.seed)
@@ -88,6 +90,9 @@ def plain_loop(path: str) -> None:
             verbose=0,
         )
         keras.backend.clear_session()
+        inside += time.perf_counter() - started
+    # Same span as a suite run's wall_time_s: from loading the data to the trained model.
+    print(json.dumps({"inside_runs_s": inside}))
 
 
 def tuner_grid(path: str, workdir: str) -> None:
@@ -139,16 +144,28 @@ def tuner_grid(path: str, workdir: str) -> None:
         raise SystemExit(f"tuner ran {trials} trials, expected {len(specs)}")
 
 
-def _timed(command: list[str], env: dict) -> tuple[float, float]:
+def _timed(command: list[str], env: dict) -> tuple[float, float, str]:
     load = os.getloadavg()[0]
     started = time.perf_counter()
-    done = subprocess.run(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - started
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
-    return seconds, load
+    return seconds, load, done.stdout
+
+
+def _inside_runs(name: str, results: Path, stdout: str) -> str:
+    """Time spent inside the runs themselves (suite: sum of wall_time_s and probe_time_s)."""
+    if name.startswith("suite"):
+        summaries = [
+            json.loads(f.read_text()) for f in results.glob("throughput/runs/*/summary.json")
+        ]
+        wall = sum(s.get("wall_time_s", 0.0) for s in summaries)
+        probe = sum(s.get("probe_time_s", 0.0) for s in summaries)
+        return f"inside runs {wall:6.1f} s (probes {probe:.1f} s)"
+    if name == "plain":
+        return f"inside runs {json.loads(stdout.strip().splitlines()[-1])['inside_runs_s']:6.1f} s"
+    return ""
 
 
 def main() -> None:
@@ -194,10 +211,11 @@ def main() -> None:
         for name, command in variants.items():
             if round_index:
                 shutil.rmtree(root / name.replace("suite-", "w"), ignore_errors=True)
-            seconds, load = _timed(command, env)
+            seconds, load, stdout = _timed(command, env)
             rounds[name].append(seconds)
+            inside = _inside_runs(name, root / name.replace("suite-", "w"), stdout)
             print(
-                f"  round {round_index + 1} {name:8s} {seconds:7.1f} s   (1-min load average at start: {load:.2f})",
+                f"  round {round_index + 1} {name:8s} {seconds:7.1f} s  {inside:38s} (load average {load:.2f})",
                 flush=True,
             )
     times = {name: min(values) for name, values in rounds.items()}

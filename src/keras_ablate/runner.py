@@ -85,6 +85,22 @@ def describe(summary: dict, spec: RunSpec) -> str:
     return f"{spec.run_id} {spec.label()}: {status}{extra} [{summary.get('wall_time_s', 0):.1f}s]"
 
 
+def check_options(executor: str, workers: int | None, address: str | None) -> None:
+    """Reject bad executor options before anything is locked or started."""
+    if executor not in EXECUTORS:
+        raise UserError(
+            f"--executor: unknown executor '{executor}'; choose one of {', '.join(EXECUTORS)}"
+        )
+    if executor == "ray":
+        import_ray()  # fail before anything starts when ray is not installed
+    elif address is not None:
+        raise UserError(
+            "--address is for --executor ray (a Ray cluster address such as 'auto' or ray://HOST:10001)"
+        )
+    if workers is not None and workers < 1:
+        raise UserError(f"--workers must be >= 1, got {workers}")
+
+
 def make_executor(
     executor: str,
     exp_dir: Path,
@@ -95,19 +111,9 @@ def make_executor(
 ):
     """The executor for these runs: in-process (1 worker), a local pool (N workers) or Ray."""
     resources = resources or ResourcesSection()
-    if executor not in EXECUTORS:
-        raise UserError(
-            f"--executor: unknown executor '{executor}'; choose one of {', '.join(EXECUTORS)}"
-        )
+    check_options(executor, workers, address)
     if executor == "ray":
-        import_ray()  # fail before anything starts when ray is not installed
         return RayExecutor(exp_dir, resources.num_cpus, resources.num_gpus, address)
-    if address is not None:
-        raise UserError(
-            "--address is for --executor ray (a Ray cluster address such as 'auto' or ray://HOST:10001)"
-        )
-    if workers is not None and workers < 1:
-        raise UserError(f"--workers must be >= 1, got {workers}")
     threads = resources.num_cpus
     # Asked-for workers (N > 1) are always processes, even for fewer runs than N.
     count = workers if workers is not None else schedule.auto_workers(todo, threads)
@@ -138,6 +144,7 @@ def run_grid(
         resources: the experiment's `resources:` (threads, and Ray CPUs/GPUs, per run).
     """
     console = console or Console(stderr=True)
+    check_options(executor, workers, address)
     outcome = GridOutcome()
     exp_dir = Path(exp_dir)
     with store.experiment_lock(exp_dir):
