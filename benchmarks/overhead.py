@@ -1,0 +1,169 @@
+"""Cost of the instruments: per-step time vs a plain model.fit, and the probes' share of a run's wall time.
+
+Part 1 (per-step instruments, goal: within 5 %): the same model (same builder, same seed,
+same optimizer and clipping) trained by a plain keras.Model and by InstrumentedModel, in one
+process, rounds interleaved in ABBA order so machine load hits both alike. Per round and
+model, the median time between consecutive train batches; reported: the median over rounds
+of each, their ratio, and the range of the per-round ratios (the noise).
+
+Part 2 (probe-batch instruments, goal: at most 10 %): full `run_one` runs with default-grid
+settings (ablations.yaml, clip norm:1.0, tanh), every architecture x normalization, each
+reporting the seconds its probes took (tracing included) against its wall time; the total
+is the share over all of them, as a grid run would see it.
+
+    .venv/bin/python benchmarks/overhead.py [--steps 60] [--rounds 6] [--architectures lstm,cnn]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from keras_ablate.config import RunSettings, RunSpec, make_run_id  # noqa: E402
+from keras_ablate.data import load_dataset  # noqa: E402
+from keras_ablate.models import build_model  # noqa: E402
+from keras_ablate.models.layers import loss_for  # noqa: E402
+from keras_ablate.training.loop import build_instrumented, make_optimizer, run_one  # noqa: E402
+
+# The default grid's dataset and base settings (ablations.yaml).
+DATASET = {
+    "name": "ngram",
+    "options": {"seq_len": 20, "vocab_size": 30, "n_train": 2048, "n_val": 256, "seed": 0},
+}
+BASE = {
+    "units": 32,
+    "depth": 1,
+    "embed_dim": 16,
+    "filters": 32,
+    "learning_rate": 0.005,
+    "batch_size": 64,
+    "epochs": 6,
+}
+
+
+class BatchTimes(keras.callbacks.Callback):
+    """Wall time between consecutive train batch ends (the first interval of an epoch is dropped)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.last, self.intervals = None, []
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        if self.last is not None:
+            self.intervals.append(now - self.last)
+        self.last = now
+
+
+def settings_for(architecture: str, **overrides) -> dict:
+    return RunSettings(
+        **{**BASE, "architecture": architecture, "clip": "norm:1.0", **overrides}
+    ).model_dump(mode="json")
+
+
+def plain_model(settings: dict, dataset, seed: int) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    model = build_model(settings, dataset)
+    model.compile(
+        optimizer=make_optimizer(settings),
+        loss=loss_for(dataset),
+        metrics=[dataset.metric],
+        jit_compile=settings["jit_compile"],
+        steps_per_execution=settings["steps_per_execution"],
+    )
+    return model
+
+
+def step_overhead(architecture: str, steps: int, rounds: int) -> tuple[float, float, float, list]:
+    """(median step seconds plain, instrumented, best-round ratio, per-round ratios)."""
+    dataset = load_dataset(DATASET["name"], DATASET["options"])
+    settings = settings_for(architecture)
+    batch = settings["batch_size"]
+    # Enough copies of the data for `steps` batches.
+    repeats = -(-batch * steps // len(dataset.x_train))
+    x = np.concatenate([dataset.x_train] * repeats)[: batch * steps]
+    y = np.concatenate([dataset.y_train] * repeats)[: batch * steps]
+    models = {
+        "plain": plain_model(settings, dataset, seed=0),
+        "instrumented": build_instrumented(
+            settings, dataset, seed=0, capacity=steps * (rounds + 1)
+        ),
+    }
+    timer = BatchTimes()
+    for model in models.values():  # trace and compile outside the timed rounds
+        model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)
+    medians = {name: [] for name in models}
+    for index in range(rounds):
+        order = list(models) if index % 2 == 0 else list(models)[::-1]
+        for name in order:
+            models[name].fit(
+                x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False, callbacks=[timer]
+            )
+            medians[name].append(statistics.median(timer.intervals))
+    ratios = [b / a for a, b in zip(medians["plain"], medians["instrumented"], strict=True)]
+    # Load only ever slows a round down: the fastest round of each is the least disturbed.
+    best = min(medians["instrumented"]) / min(medians["plain"])
+    return (
+        statistics.median(medians["plain"]),
+        statistics.median(medians["instrumented"]),
+        best,
+        ratios,
+    )
+
+
+def probe_share(architecture: str, **overrides) -> tuple[float, float]:
+    """(probe seconds, wall seconds) of one default-grid run."""
+    settings = settings_for(architecture, **overrides)
+    spec = RunSpec("bench", make_run_id(settings, DATASET, 0), settings, DATASET, 0, {})
+    summary = run_one(spec).summary
+    return summary["probe_time_s"], summary["wall_time_s"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=60, help="train steps per model per round")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--architectures", default="lstm,cnn", help="per-step part ('' skips it)")
+    grid = ",".join(
+        f"{a}:{n}" for a in ("cnn", "rnn", "lstm", "gru") for n in ("none", "batch", "layer")
+    )
+    parser.add_argument("--runs", default=grid, help="probe part, arch:normalization ('' skips it)")
+    args = parser.parse_args()
+    print(f"cpu count {os.cpu_count()}, load average {os.getloadavg()[0]:.2f} at start")
+
+    print(
+        f"\nper-step instruments: default-grid model, jit on, {args.rounds} rounds x {args.steps} steps"
+    )
+    print(
+        f"{'architecture':14s} {'plain ms':>9s} {'instr. ms':>10s} {'ratio':>6s} {'best':>6s}  per-round"
+    )
+    for architecture in filter(None, args.architectures.split(",")):
+        plain, instrumented, best, ratios = step_overhead(architecture, args.steps, args.rounds)
+        spread = f"{min(ratios):.3f} .. {max(ratios):.3f}"
+        ratio = instrumented / plain
+        print(
+            f"{architecture:14s} {plain * 1e3:9.2f} {instrumented * 1e3:10.2f} {ratio:6.3f} {best:6.3f}"
+            f"  {spread}"
+        )
+
+    print("\nprobe-batch instruments: one default-grid run each (6 epochs of 32 steps, 7 probes)")
+    print(f"{'run':14s} {'probe s':>8s} {'wall s':>7s} {'share':>6s}")
+    total_probe = total_wall = 0.0
+    for run in filter(None, args.runs.split(",")):
+        architecture, _, normalization = run.partition(":")
+        probe, wall = probe_share(architecture, normalization=normalization or "none")
+        total_probe, total_wall = total_probe + probe, total_wall + wall
+        print(f"{run:14s} {probe:8.2f} {wall:7.2f} {probe / wall:6.1%}")
+    if total_wall:
+        print(f"{'all':14s} {total_probe:8.2f} {total_wall:7.2f} {total_probe / total_wall:6.1%}")
+    print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
+
+
+if __name__ == "__main__":
+    main()
