@@ -44,7 +44,9 @@ report: setup
 claims: setup
 	$(BIN)/keras-ablate claims --results-dir $(RESULTS) $(CLAIMS_ARGS)
 
-# Tune the tune: section's settings for every arm (resumable); one arm: make tune TUNE_ARGS="--arm architecture=lstm ..."
+# Tune the tune: section's settings (resumable). By default the four architectures with
+# tanh, no normalization and no clipping (4 arms x max_trials); every arm: make tune TUNE_ARGS=
+TUNE_ARGS ?= --arm activation=tanh --arm normalization=none --arm clip=none
 tune: setup
 	$(BIN)/keras-ablate tune $(FILE) --results-dir $(RESULTS) $(TUNE_ARGS)
 
