@@ -47,6 +47,37 @@ def clip_gradients(grads: list[tf.Tensor], clip: str) -> tuple[list[tf.Tensor], 
     return clipped, tf.reduce_any(tf.stack([tf.reduce_any(tf.abs(g) > c) for g in grads]))
 
 
+def clip_statistics(
+    grads: list[tf.Tensor], squares: list[tf.Tensor], clip: str
+) -> tuple[list[tf.Tensor], tf.Tensor, tf.Tensor]:
+    """Per-variable squared norms after clipping, <raw, clipped> and the fired flag.
+
+    Same numbers as measuring clip_gradients' output, but norm and global_norm clipping
+    only rescale, so their statistics follow from the raw squared norms in closed form:
+    no clipped copy of every gradient, a smaller graph and a faster XLA compile per run.
+
+    Args:
+        grads: dense gradients; squares: their squared norms (sum of squares per variable).
+    """
+    kind, c = parse_clip(clip)
+    if kind == "none":
+        return squares, tf.add_n(squares), tf.constant(False)
+    if kind == "norm":
+        # Each variable is scaled by s = c / max(||g||, c): ||s g||^2 = s^2 ||g||^2, <g, s g> = s ||g||^2.
+        scales = [c / tf.maximum(tf.sqrt(q), c) for q in squares]
+        fired = tf.reduce_any(tf.stack([tf.sqrt(q) > c for q in squares]))
+        return [s * s * q for s, q in zip(scales, squares)], tf.add_n([s * q for s, q in zip(scales, squares)]), fired
+    if kind == "global_norm":
+        total = tf.add_n(squares)
+        norm = tf.sqrt(total)
+        scale = c * tf.minimum(1.0 / norm, 1.0 / c) + (norm - norm)  # NaN/Inf norms give NaN, as in Keras.
+        return [scale * scale * q for q in squares], scale * total, norm > c
+    clipped, fired = clip_gradients(grads, clip)
+    sq_c = [tf.reduce_sum(tf.square(g)) for g in clipped]
+    dot = tf.add_n([tf.reduce_sum(g * h) for g, h in zip(grads, clipped)])
+    return sq_c, dot, fired
+
+
 def optimizer_clip_kwargs(clip: str) -> dict:
     """Map a clip level to the Keras optimizer argument that implements it."""
     kind, c = parse_clip(clip)
@@ -92,11 +123,8 @@ class InstrumentedModel(keras.Model):
         self._loss_tracker.update_state(loss, sample_weight=tf.shape(tf.nest.flatten(x)[0])[0])
         variables = self.trainable_variables
         grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
-        clipped, fired = clip_gradients(grads, self._clip_level)
-
         sq = [tf.reduce_sum(tf.square(g)) for g in grads]
-        sq_c = [tf.reduce_sum(tf.square(g)) for g in clipped]
-        dot = tf.add_n([tf.reduce_sum(g * h) for g, h in zip(grads, clipped)])
+        sq_c, dot, fired = clip_statistics(grads, sq, self._clip_level)
         norm, norm_c = tf.sqrt(tf.add_n(sq)), tf.sqrt(tf.add_n(sq_c))
         # Unclipped steps have cosine exactly 1; computing it would only add rounding.
         cosine = tf.where(fired, dot / (norm * norm_c), 1.0)
