@@ -34,7 +34,9 @@ def test_run_writes_one_complete_folder_per_run(finished):
     assert folders == sorted(s.run_id for s in specs)
     for spec in specs:
         run = exp_dir / "runs" / spec.run_id
-        assert {"spec.json", "summary.json", "history.parquet", "steps.parquet"} <= {p.name for p in run.iterdir()}
+        assert {"spec.json", "summary.json", "history.parquet", "steps.parquet"} <= {
+            p.name for p in run.iterdir()
+        }
         summary = json.loads((run / "summary.json").read_text())
         assert summary["status"] == "ok"
         assert {"val/loss", "val/accuracy", "train/loss"} <= set(summary["final"])
@@ -60,7 +62,9 @@ def test_report_writes_html_and_markdown(finished):
 def test_second_run_executes_nothing_and_deleting_a_folder_reruns_exactly_it(finished, capsys):
     path, results, exp_dir = finished
     _, specs = load_experiment(path)
-    mtimes = {s.run_id: (exp_dir / "runs" / s.run_id / "summary.json").stat().st_mtime_ns for s in specs}
+    mtimes = {
+        s.run_id: (exp_dir / "runs" / s.run_id / "summary.json").stat().st_mtime_ns for s in specs
+    }
     capsys.readouterr()
     assert main(["run", str(path), "--results-dir", str(results)]) == 0
     assert "nothing to run" in capsys.readouterr().err
@@ -74,7 +78,9 @@ def test_second_run_executes_nothing_and_deleting_a_folder_reruns_exactly_it(fin
         assert (now != mtimes[s.run_id]) == (s.run_id == victim)
 
 
-def test_failed_run_is_recorded_does_not_stop_the_grid_and_is_retried(write_yaml, tmp_path, monkeypatch):
+def test_failed_run_is_recorded_does_not_stop_the_grid_and_is_retried(
+    write_yaml, tmp_path, monkeypatch
+):
     path = write_yaml(
         """
         name: flaky
@@ -96,7 +102,10 @@ def test_failed_run_is_recorded_does_not_stop_the_grid_and_is_retried(write_yaml
     monkeypatch.setattr(models, "build_model", broken)
     monkeypatch.setattr("keras_ablate.training.loop.build_model", broken)
     assert main(["run", str(path), "--results-dir", str(results)]) == 1
-    statuses = {s["run_id"]: (spec["settings"]["architecture"], s["status"]) for _, spec, s in store.iter_runs(results / "flaky")}
+    statuses = {
+        s["run_id"]: (spec["settings"]["architecture"], s["status"])
+        for _, spec, s in store.iter_runs(results / "flaky")
+    }
     assert sorted(statuses.values()) == [("mlp", "ok"), ("rnn", "failed")]
     failed = next(s for _, _, s in store.iter_runs(results / "flaky") if s["status"] == "failed")
     assert "boom in the builder" in failed["error"] and "Traceback" in failed["traceback"]
@@ -127,12 +136,28 @@ def test_diverged_run_is_a_result_not_a_failure(write_yaml, tmp_path):
 
 def test_filter_and_max_runs_limit_what_runs(tiny_yaml, tmp_path):
     results = tmp_path / "results"
-    assert main(["run", str(tiny_yaml), "--results-dir", str(results), "--filter", "architecture=cnn", "--max-runs", "1"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                str(tiny_yaml),
+                "--results-dir",
+                str(results),
+                "--filter",
+                "architecture=cnn",
+                "--max-runs",
+                "1",
+            ]
+        )
+        == 0
+    )
     runs = list(store.iter_runs(results / "tiny"))
     assert len(runs) == 1 and runs[0][1]["settings"]["architecture"] == "cnn"
 
 
-def test_second_runner_on_the_same_experiment_stops_with_a_clear_message(tiny_yaml, tmp_path, capsys):
+def test_second_runner_on_the_same_experiment_stops_with_a_clear_message(
+    tiny_yaml, tmp_path, capsys
+):
     results = tmp_path / "results"
     exp_dir = results / "tiny"
     with store.experiment_lock(exp_dir):

@@ -22,7 +22,9 @@ def _specs(text):
 
 
 def test_factorial_expansion_counts_runs_times_seeds():
-    specs = _specs(BASE + "grid: {architecture: [cnn, rnn, lstm], activation: [tanh, relu]}\nseeds: [0, 1]\n")
+    specs = _specs(
+        BASE + "grid: {architecture: [cnn, rnn, lstm], activation: [tanh, relu]}\nseeds: [0, 1]\n"
+    )
     assert len(specs) == 3 * 2 * 2
     assert len({s.run_id for s in specs}) == 12
     assert {s.seed for s in specs} == {0, 1}
@@ -34,24 +36,35 @@ def test_integer_seeds_means_that_many_seeds():
 
 
 def test_exclude_drops_matching_partial_settings():
-    text = BASE + """
+    text = (
+        BASE
+        + """
 grid: {architecture: [cnn, rnn], normalization: [none, batch, layer], clip: [none, "norm:1"]}
 exclude:
   - {architecture: cnn, normalization: batch}
   - {clip: "norm:1.0", architecture: rnn, normalization: layer}
 """
+    )
     specs = _specs(text)
     assert len(specs) == 2 * 3 * 2 - 2 - 1
-    assert not any(s.settings["architecture"] == "cnn" and s.settings["normalization"] == "batch" for s in specs)
+    assert not any(
+        s.settings["architecture"] == "cnn" and s.settings["normalization"] == "batch"
+        for s in specs
+    )
     # 'norm:1' and 'norm:1.0' are the same level.
     assert not any(
-        s.settings["architecture"] == "rnn" and s.settings["normalization"] == "layer" and s.settings["clip"] == "norm:1.0"
+        s.settings["architecture"] == "rnn"
+        and s.settings["normalization"] == "layer"
+        and s.settings["clip"] == "norm:1.0"
         for s in specs
     )
 
 
 def test_one_at_a_time_is_baseline_plus_single_changes():
-    text = BASE + "design: one_at_a_time\ngrid: {architecture: [lstm, rnn, gru], activation: [tanh, relu], clip: [none, 'norm:1']}\n"
+    text = (
+        BASE
+        + "design: one_at_a_time\ngrid: {architecture: [lstm, rnn, gru], activation: [tanh, relu], clip: [none, 'norm:1']}\n"
+    )
     specs = _specs(text)
     assert len(specs) == 1 + 2 + 1 + 1
     baseline = {"architecture": "lstm", "activation": "tanh", "clip": "none"}
@@ -112,17 +125,35 @@ def test_parse_clip_rejects(bad):
 @pytest.mark.parametrize(
     "snippet, expected",
     [
-        ("grid: {activation: [tanh, rleu]}", r"exp.yaml:\d+: grid.activation\[1\]: unknown activation 'rleu' \(did you mean 'relu'\?\); known: .*elu"),
-        ("grid: {architecture: [lstn]}", r"grid.architecture\[0\]: unknown architecture 'lstn' \(did you mean 'lstm'\?\)"),
-        ("grid: {unitz: [1, 2]}", r"grid.unitz: unknown setting 'unitz' \(did you mean 'units'\?\); valid settings: .*architecture"),
+        (
+            "grid: {activation: [tanh, rleu]}",
+            r"exp.yaml:\d+: grid.activation\[1\]: unknown activation 'rleu' \(did you mean 'relu'\?\); known: .*elu",
+        ),
+        (
+            "grid: {architecture: [lstn]}",
+            r"grid.architecture\[0\]: unknown architecture 'lstn' \(did you mean 'lstm'\?\)",
+        ),
+        (
+            "grid: {unitz: [1, 2]}",
+            r"grid.unitz: unknown setting 'unitz' \(did you mean 'units'\?\); valid settings: .*architecture",
+        ),
         ("grid: {units: [8, many]}", r"grid.units\[1\]: .*integer"),
         ("grid: {units: []}", r"grid.units: empty axis"),
         ("grid: {clip: [none, 'nrom:1']}", r"grid.clip\[1\]: clip must be .*did you mean 'norm'"),
-        ("grid: {dataset.seq_lenn: [5]}", r"unknown option 'seq_lenn' of dataset 'ngram' \(did you mean 'seq_len'\?\)"),
-        ("gird: {units: [1]}", r"unknown key 'gird' \(did you mean 'grid'\?\); valid keys: name, description, dataset"),
+        (
+            "grid: {dataset.seq_lenn: [5]}",
+            r"unknown option 'seq_lenn' of dataset 'ngram' \(did you mean 'seq_len'\?\)",
+        ),
+        (
+            "gird: {units: [1]}",
+            r"unknown key 'gird' \(did you mean 'grid'\?\); valid keys: name, description, dataset",
+        ),
         ("grid: {units: [8]}\nexclude: [{units: 8}]", r"every run of the grid is excluded"),
         ("grid: {units: [8, 8]}", r"grid.units\[1\]: level 8 appears twice"),
-        ("grid: {activation: [tanh]}\nreference: {activation: relu}", r"reference.activation: 'relu' is not a level"),
+        (
+            "grid: {activation: [tanh]}\nreference: {activation: relu}",
+            r"reference.activation: 'relu' is not a level",
+        ),
     ],
 )
 def test_bad_experiment_names_file_key_and_valid_choices(snippet, expected):
@@ -131,18 +162,27 @@ def test_bad_experiment_names_file_key_and_valid_choices(snippet, expected):
 
 
 def test_unknown_dataset_lists_known_names():
-    with pytest.raises(ConfigError, match=r"dataset.name: unknown dataset 'ngrm' \(did you mean 'ngram'\?\); known: adding, "):
+    with pytest.raises(
+        ConfigError,
+        match=r"dataset.name: unknown dataset 'ngrm' \(did you mean 'ngram'\?\); known: adding, ",
+    ):
         parse_experiment("name: t\ndataset: {name: ngrm}\n", source="exp.yaml")
 
 
 def test_bad_dataset_option_names_the_key():
-    with pytest.raises(ConfigError, match=r"exp.yaml:3: dataset.options.seq_len: .*greater than or equal to 4"):
-        parse_experiment("name: t\ndataset:\n  options: {seq_len: 2}\n  name: ngram\n", source="exp.yaml")
+    with pytest.raises(
+        ConfigError, match=r"exp.yaml:3: dataset.options.seq_len: .*greater than or equal to 4"
+    ):
+        parse_experiment(
+            "name: t\ndataset:\n  options: {seq_len: 2}\n  name: ngram\n", source="exp.yaml"
+        )
 
 
 def test_yaml_syntax_error_has_line_and_column():
     with pytest.raises(ConfigError, match=r"exp.yaml:3:\d+: YAML syntax error"):
-        parse_experiment("name: t\ndataset: {name: ngram}\ngrid: {units: [1, 2}\n", source="exp.yaml")
+        parse_experiment(
+            "name: t\ndataset: {name: ngram}\ngrid: {units: [1, 2}\n", source="exp.yaml"
+        )
 
 
 def test_filter_keeps_matching_runs_and_rejects_unknown_keys():
@@ -188,7 +228,10 @@ def test_shipped_experiment_files_are_valid():
 def test_editing_a_user_data_file_changes_the_run_ids(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     data = tmp_path / "reviews.csv"
-    data.write_text("text,label\n" + "".join(f"good film {i},pos\nbad film {i},neg\n" for i in range(10)), encoding="utf-8")
+    data.write_text(
+        "text,label\n" + "".join(f"good film {i},pos\nbad film {i},neg\n" for i in range(10)),
+        encoding="utf-8",
+    )
     text = "name: own\ndataset: {name: csv, options: {path: reviews.csv}}\ngrid: {architecture: [cnn]}\n"
     before = parse_experiment(text, source="own.yaml")[1][0]
     data.write_text(data.read_text(encoding="utf-8") + "great film,pos\n", encoding="utf-8")

@@ -15,8 +15,18 @@ import keras_ablate.data as registry
 from keras_ablate.data import text
 from keras_ablate.errors import DataError
 
-POSITIVE = ["a fine warm film", "great acting and a fine story", "warm and great fun", "a fine great cast"]
-NEGATIVE = ["a dull cold film", "bad acting and a dull story", "cold and bad pacing", "a dull bad cast"]
+POSITIVE = [
+    "a fine warm film",
+    "great acting and a fine story",
+    "warm and great fun",
+    "a fine great cast",
+]
+NEGATIVE = [
+    "a dull cold film",
+    "bad acting and a dull story",
+    "cold and bad pacing",
+    "a dull bad cast",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -49,10 +59,16 @@ def csv_opts(path, **kwargs):
 
 
 def test_csv_loads_as_binary_tokens_with_a_stratified_split(tmp_path):
-    data = text.csv_file(csv_opts(write_reviews_csv(tmp_path / "r.csv"), val_fraction=0.2, max_length=12))
+    data = text.csv_file(
+        csv_opts(write_reviews_csv(tmp_path / "r.csv"), val_fraction=0.2, max_length=12)
+    )
     assert data.task == "binary" and data.input_kind == "tokens" and data.n_classes == 2
     assert data.class_names == ["neg", "pos"]
-    assert data.x_train.dtype == np.int32 and data.x_train.shape == (16, 12) and data.x_val.shape == (4, 12)
+    assert (
+        data.x_train.dtype == np.int32
+        and data.x_train.shape == (16, 12)
+        and data.x_val.shape == (4, 12)
+    )
     assert set(np.unique(data.y_train)) == {0, 1}
     assert np.bincount(data.y_val).tolist() == [2, 2]
     assert data.meta["class_balance_train"] == {"neg": 8, "pos": 8}
@@ -65,7 +81,9 @@ def test_csv_loads_as_binary_tokens_with_a_stratified_split(tmp_path):
 def test_split_is_seeded_and_changes_with_the_seed(tmp_path):
     path = write_reviews_csv(tmp_path / "r.csv", unique_words=True)
     first = text.csv_file(csv_opts(path, seed=1))
-    again = text._build_user_file("csv", csv_opts(path, seed=1), [path])  # Rebuilt, not read from the cache.
+    again = text._build_user_file(
+        "csv", csv_opts(path, seed=1), [path]
+    )  # Rebuilt, not read from the cache.
     other = text.csv_file(csv_opts(path, seed=2))
     np.testing.assert_array_equal(first.x_val, again.x_val)
     assert not np.array_equal(first.x_val, other.x_val)
@@ -79,22 +97,36 @@ def test_vocabulary_is_fitted_on_the_training_split_only(tmp_path):
 
 
 def test_tsv_with_integer_labels_is_multiclass_in_numeric_order(tmp_path):
-    rows = ["text\tlabel"] + [f'says "{word} {i}\t{label}' for i in range(4) for word, label in
-                              (("one", 1), ("two", 2), ("ten", 10))]
+    rows = ["text\tlabel"] + [
+        f'says "{word} {i}\t{label}'
+        for i in range(4)
+        for word, label in (("one", 1), ("two", 2), ("ten", 10))
+    ]
     path = tmp_path / "r.tsv"
     path.write_text("\n".join(rows), encoding="utf-8")
     data = text.tsv_file(text.TsvOptions(path=str(path), val_fraction=0.25))
     assert data.task == "multiclass" and data.n_classes == 3
     assert data.class_names == ["1", "2", "10"]  # Numbers, not "1" < "10" < "2".
-    assert len(data.y_train) + len(data.y_val) == 12  # A lone '"' did not swallow the following lines.
+    assert (
+        len(data.y_train) + len(data.y_val) == 12
+    )  # A lone '"' did not swallow the following lines.
 
 
 def test_jsonl_with_an_explicit_validation_file(tmp_path):
     train, val = tmp_path / "train.jsonl", tmp_path / "val.jsonl"
-    train.write_text("\n".join(json.dumps({"review": t, "stars": s}) for t, s in
-                               [*((p, "good") for p in POSITIVE), *((n, "bad") for n in NEGATIVE)]), encoding="utf-8")
-    val.write_text(json.dumps({"review": "fine warm acting", "stars": "good"}) + "\n\n", encoding="utf-8")
-    opts = text.JsonlOptions(path=str(train), val_path=str(val), text_column="review", label_column="stars")
+    train.write_text(
+        "\n".join(
+            json.dumps({"review": t, "stars": s})
+            for t, s in [*((p, "good") for p in POSITIVE), *((n, "bad") for n in NEGATIVE)]
+        ),
+        encoding="utf-8",
+    )
+    val.write_text(
+        json.dumps({"review": "fine warm acting", "stars": "good"}) + "\n\n", encoding="utf-8"
+    )
+    opts = text.JsonlOptions(
+        path=str(train), val_path=str(val), text_column="review", label_column="stars"
+    )
     data = text.jsonl_file(opts)
     assert len(data.y_train) == 8 and len(data.y_val) == 1
     assert data.class_names == ["bad", "good"] and data.y_val.tolist() == [1]
@@ -103,7 +135,11 @@ def test_jsonl_with_an_explicit_validation_file(tmp_path):
 
 def test_chinese_text_is_tokenized_by_character(tmp_path):
     path = tmp_path / "zh.csv"
-    rows = ["text,label"] + [f"这部电影很好，我喜欢{i}。,好评" for i in range(5)] + [f"这部电影很差，我讨厌{i}。,差评" for i in range(5)]
+    rows = (
+        ["text,label"]
+        + [f"这部电影很好，我喜欢{i}。,好评" for i in range(5)]
+        + [f"这部电影很差，我讨厌{i}。,差评" for i in range(5)]
+    )
     path.write_text("\n".join(rows), encoding="utf-8")
     data = text.csv_file(csv_opts(path, tokenize="character", max_length=16, val_fraction=0.4))
     vocabulary = data.meta["vocabulary_head"]
@@ -118,8 +154,12 @@ def test_chinese_text_is_tokenized_by_character(tmp_path):
 def test_pre_padding_puts_zeros_first_and_long_texts_keep_their_start():
     values = np.arange(1, 8, dtype=np.int32)  # rows [1 2 3], [4 5 6 7]
     lengths = np.array([3, 4])
-    np.testing.assert_array_equal(text._pad(values, lengths, 5, "post"), [[1, 2, 3, 0, 0], [4, 5, 6, 7, 0]])
-    np.testing.assert_array_equal(text._pad(values, lengths, 5, "pre"), [[0, 0, 1, 2, 3], [0, 4, 5, 6, 7]])
+    np.testing.assert_array_equal(
+        text._pad(values, lengths, 5, "post"), [[1, 2, 3, 0, 0], [4, 5, 6, 7, 0]]
+    )
+    np.testing.assert_array_equal(
+        text._pad(values, lengths, 5, "pre"), [[0, 0, 1, 2, 3], [0, 4, 5, 6, 7]]
+    )
     np.testing.assert_array_equal(text._pad(values, lengths, 2, "pre"), [[1, 2], [4, 5]])
 
 
@@ -143,14 +183,18 @@ def test_undecodable_byte_is_reported_with_its_line(tmp_path):
     lines = path.read_bytes().split(b"\n")
     lines[3] = b'"caf\xe9 story",pos'  # Line 4 of the file, written as latin-1.
     path.write_bytes(b"\n".join(lines))
-    with pytest.raises(DataError, match=r"r\.csv line 4: bytes b'\\xe9' are not valid utf-8.*encoding"):
+    with pytest.raises(
+        DataError, match=r"r\.csv line 4: bytes b'\\xe9' are not valid utf-8.*encoding"
+    ):
         text.csv_file(csv_opts(path))
     assert cache_files(tmp_path) == []
 
 
 def test_other_encodings_are_read_when_named(tmp_path):
     path = tmp_path / "r.csv"
-    rows = ["text,label"] + [f"café {word},{label}" for word, label in [("good", "pos"), ("bad", "neg")] * 3]
+    rows = ["text,label"] + [
+        f"café {word},{label}" for word, label in [("good", "pos"), ("bad", "neg")] * 3
+    ]
     path.write_bytes("\n".join(rows).encode("latin-1"))
     data = text.csv_file(csv_opts(path, encoding="latin-1"))
     assert data.meta["vocabulary_head"][0] == "café"
@@ -159,21 +203,29 @@ def test_other_encodings_are_read_when_named(tmp_path):
 def test_ragged_row_is_reported_with_its_line(tmp_path):
     path = tmp_path / "r.csv"
     path.write_text("text,label\ngood film,pos\nbad film,neg,extra\n", encoding="utf-8")
-    with pytest.raises(DataError, match=r"r\.csv line 3: 3 fields, but the header \(line 1\) has 2"):
+    with pytest.raises(
+        DataError, match=r"r\.csv line 3: 3 fields, but the header \(line 1\) has 2"
+    ):
         text.csv_file(csv_opts(path))
     assert cache_files(tmp_path) == []
 
 
 def test_missing_column_lists_the_columns_found(tmp_path):
     path = write_reviews_csv(tmp_path / "r.csv")
-    with pytest.raises(DataError, match=r"no column 'txt' \(did you mean 'text'\?\); columns found: text, label"):
+    with pytest.raises(
+        DataError, match=r"no column 'txt' \(did you mean 'text'\?\); columns found: text, label"
+    ):
         text.csv_file(csv_opts(path, text_column="txt"))
 
 
 def test_jsonl_record_without_the_label_names_its_line(tmp_path):
     path = tmp_path / "r.jsonl"
-    path.write_text('{"text": "good", "label": "pos"}\n{"text": "bad", "sentiment": "neg"}\n', encoding="utf-8")
-    with pytest.raises(DataError, match=r"no column 'label'.*columns found: text, sentiment.*\(line 2\)"):
+    path.write_text(
+        '{"text": "good", "label": "pos"}\n{"text": "bad", "sentiment": "neg"}\n', encoding="utf-8"
+    )
+    with pytest.raises(
+        DataError, match=r"no column 'label'.*columns found: text, sentiment.*\(line 2\)"
+    ):
         text.jsonl_file(text.JsonlOptions(path=str(path)))
 
 
@@ -189,8 +241,14 @@ def test_invalid_json_names_its_line(tmp_path):
     [
         ("", r"r\.csv is empty"),
         ("text,label\n\n", r"r\.csv has no data rows"),
-        ("text,label\ngood,pos\nfine,pos\n", r"only one class \('pos'\) in column 'label'.*at least 2"),
-        ("text,label\ngood,pos\nfine,pos\nbad,neg\n", r"class 'neg' \(1\) has too few examples.*at least 2 per class"),
+        (
+            "text,label\ngood,pos\nfine,pos\n",
+            r"only one class \('pos'\) in column 'label'.*at least 2",
+        ),
+        (
+            "text,label\ngood,pos\nfine,pos\nbad,neg\n",
+            r"class 'neg' \(1\) has too few examples.*at least 2 per class",
+        ),
         ("text,label\ngood,pos\nbad,\n", r"r\.csv line 3: label '' in 'label' must be a non-empty"),
     ],
     ids=["empty", "header-only", "one-class", "class-too-small", "empty-label"],
@@ -212,7 +270,9 @@ def test_validation_label_unseen_in_training_names_its_line(tmp_path):
     train = write_reviews_csv(tmp_path / "train.csv")
     val = tmp_path / "val.csv"
     val.write_text("text,label\ngood,pos\nso so,meh\n", encoding="utf-8")
-    with pytest.raises(DataError, match=r"val\.csv line 3: label 'meh' never occurs in .*train\.csv"):
+    with pytest.raises(
+        DataError, match=r"val\.csv line 3: label 'meh' never occurs in .*train\.csv"
+    ):
         text.csv_file(csv_opts(train, val_path=str(val)))
 
 
@@ -220,7 +280,9 @@ def test_options_are_locked(tmp_path):
     with pytest.raises(pydantic.ValidationError, match="extra"):
         registry.validate_options("csv", {"path": "x.csv", "text_colum": "t"})
     with pytest.raises(pydantic.ValidationError, match="val_fraction or val_path"):
-        registry.validate_options("csv", {"path": "x.csv", "val_path": "v.csv", "val_fraction": 0.1})
+        registry.validate_options(
+            "csv", {"path": "x.csv", "val_path": "v.csv", "val_fraction": 0.1}
+        )
     with pytest.raises(pydantic.ValidationError, match="unknown encoding"):
         registry.validate_options("csv", {"path": "x.csv", "encoding": "utf-9"})
     with pytest.raises(pydantic.ValidationError, match="extra"):
@@ -256,7 +318,9 @@ def test_second_load_reads_the_cache_instead_of_tokenizing(tmp_path, count_token
 def test_changed_file_content_changes_the_cache_key(tmp_path, count_tokenize):
     path = write_reviews_csv(tmp_path / "r.csv")
     text.csv_file(csv_opts(path))
-    path.write_text(path.read_text(encoding="utf-8") + '"one more fine film",pos\n', encoding="utf-8")
+    path.write_text(
+        path.read_text(encoding="utf-8") + '"one more fine film",pos\n', encoding="utf-8"
+    )
     data = text.csv_file(csv_opts(path))
     assert len(count_tokenize) == 2
     assert len(data.y_train) + len(data.y_val) == 21
@@ -339,7 +403,9 @@ def test_imdb_loads_from_the_keras_cache_padded_to_max_length(tmp_path):
     assert data.x_train.shape == (20, 12) and data.x_val.shape == (40, 12)
     assert np.bincount(data.y_train).tolist() == [10, 10]
     assert (data.x_train[:, 0] == 1).all()  # The start token survives truncation.
-    assert data.x_train.max() < 30 and (data.x_train == 2).any()  # Rare words become out-of-vocabulary.
+    assert (
+        data.x_train.max() < 30 and (data.x_train == 2).any()
+    )  # Rare words become out-of-vocabulary.
     assert data.class_names == ["negative", "positive"] and data.vocab_size == 30
 
 
@@ -351,7 +417,9 @@ def test_imdb_without_cache_fails_fast_naming_the_expected_file(tmp_path, monkey
 
     monkeypatch.setattr(urllib.request, "urlretrieve", no_network)
     monkeypatch.setattr(urllib.request, "urlopen", no_network)
-    with pytest.raises(DataError, match=r"keras_home/datasets/imdb\.npz not found.*does not download"):
+    with pytest.raises(
+        DataError, match=r"keras_home/datasets/imdb\.npz not found.*does not download"
+    ):
         text.imdb(text.ImdbOptions())
 
 

@@ -22,14 +22,22 @@ DATASETS = {
 def _one_step(architecture, activation, normalization, dataset="ngram"):
     ds = load_dataset(*DATASETS[dataset])
     settings = RunSettings(
-        architecture=architecture, activation=activation, normalization=normalization,
-        units=4, embed_dim=3, filters=3, kernel_sizes=(2, 3), depth=2, batch_size=16, jit_compile=False,
+        architecture=architecture,
+        activation=activation,
+        normalization=normalization,
+        units=4,
+        embed_dim=3,
+        filters=3,
+        kernel_sizes=(2, 3),
+        depth=2,
+        batch_size=16,
+        jit_compile=False,
     ).model_dump(mode="json")
     model = build_instrumented(settings, ds, seed=0, capacity=2)
     # One eager step: tracing a graph per combination would dominate the test time.
     logs = model.train_step((ds.x_train, ds.y_train))
     cols, rows = model.step_records()
-    return model, dict(zip(cols, rows[0])), logs
+    return model, dict(zip(cols, rows[0], strict=True)), logs
 
 
 # Every base architecture x every activation x every normalization; the LSTM gate variants
@@ -37,7 +45,9 @@ def _one_step(architecture, activation, normalization, dataset="ngram"):
 # a width-changing activation (tests/test_models_zoo.py checks their gates in detail).
 BASE_ARCHITECTURES = ("cnn", "rnn", "lstm", "gru", "mlp")
 COMBINATIONS = list(itertools.product(BASE_ARCHITECTURES, ACTIVATIONS, NORMALIZATIONS)) + list(
-    itertools.product(sorted(set(ARCHITECTURES) - set(BASE_ARCHITECTURES)), ("tanh", "maxout"), NORMALIZATIONS)
+    itertools.product(
+        sorted(set(ARCHITECTURES) - set(BASE_ARCHITECTURES)), ("tanh", "maxout"), NORMALIZATIONS
+    )
 )
 
 
@@ -48,7 +58,11 @@ def test_the_combinations_cover_every_registry_entry():
 @pytest.mark.parametrize("architecture, activation, normalization", COMBINATIONS)
 def test_every_combination_builds_and_takes_a_finite_step(architecture, activation, normalization):
     model, row, logs = _one_step(architecture, activation, normalization)
-    assert np.isfinite(row["loss"]) and np.isfinite(row["grad/global_norm"]) and row["grad/global_norm"] > 0
+    assert (
+        np.isfinite(row["loss"])
+        and np.isfinite(row["grad/global_norm"])
+        and row["grad/global_norm"] > 0
+    )
     assert row["grad/nonfinite"] == 0
     assert model.output_shape == (None, 1)
     assert np.isfinite(float(logs["loss"]))
@@ -64,7 +78,12 @@ def test_heads_follow_the_task(architecture, dataset):
 
 
 def test_layer_names_are_stable_and_descriptive():
-    names = {a: [layer.name for layer in _one_step(a, "relu", "batch")[0].layers] for a in ("cnn", "lstm", "mlp")}
+    names = {
+        a: [layer.name for layer in _one_step(a, "relu", "batch")[0].layers]
+        for a in ("cnn", "lstm", "mlp")
+    }
     assert {"embed", "conv_k2", "conv_k2_1", "conv_k3", "pool_k2", "dense_out"} <= set(names["cnn"])
     assert {"embed", "rnn_0", "rnn_1", "dense_out"} <= set(names["lstm"])
-    assert {"embed", "dense_0", "dense_0_norm", "dense_0_act", "dense_1", "dense_out"} <= set(names["mlp"])
+    assert {"embed", "dense_0", "dense_0_norm", "dense_0_act", "dense_1", "dense_out"} <= set(
+        names["mlp"]
+    )

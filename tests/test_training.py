@@ -16,7 +16,14 @@ DATA = {"name": "ngram", "options": {"n_train": 64, "n_val": 16, "seq_len": 10, 
 
 
 def _settings(**overrides) -> dict:
-    base = {"units": 6, "embed_dim": 5, "filters": 4, "batch_size": 64, "epochs": 1, "jit_compile": False}
+    base = {
+        "units": 6,
+        "embed_dim": 5,
+        "filters": 4,
+        "batch_size": 64,
+        "epochs": 1,
+        "jit_compile": False,
+    }
     return RunSettings(**{**base, **overrides}).model_dump(mode="json")
 
 
@@ -37,10 +44,12 @@ def _hand_gradients(model, x, y):
         loss = tf.reduce_mean(loss)
     variables = model.trainable_variables
     grads = [tf.convert_to_tensor(g).numpy() for g in tape.gradient(loss, variables)]
-    by_var = {id(v): g for v, g in zip(variables, grads)}
+    by_var = {id(v): g for v, g in zip(variables, grads, strict=True)}
     per_layer = {}
     for layer in model.layers:
-        sq = sum(float(np.sum(by_var[id(v)].astype(np.float64) ** 2)) for v in layer.trainable_variables)
+        sq = sum(
+            float(np.sum(by_var[id(v)].astype(np.float64) ** 2)) for v in layer.trainable_variables
+        )
         if layer.trainable_variables:
             per_layer[layer.name] = np.sqrt(sq)
     return float(loss), grads, per_layer
@@ -55,7 +64,7 @@ def test_recorded_norms_equal_an_independent_gradient_tape(architecture):
     loss, grads, per_layer = _hand_gradients(model, x, y)
     model.train_on_batch(x, y)
     cols, rows = model.step_records()
-    row = dict(zip(cols, rows[0]))
+    row = dict(zip(cols, rows[0], strict=True))
     np.testing.assert_allclose(row["loss"], loss, rtol=1e-5)
     global_norm = np.sqrt(sum(float(np.sum(g.astype(np.float64) ** 2)) for g in grads))
     np.testing.assert_allclose(row["grad/global_norm"], global_norm, rtol=1e-5)
@@ -72,7 +81,9 @@ def _weights(model):
     return [v.numpy().copy() for v in model.trainable_variables]
 
 
-@pytest.mark.parametrize("clip", ["norm:0.05", "global_norm:0.05", "value:0.001", "global_norm:1000"])
+@pytest.mark.parametrize(
+    "clip", ["norm:0.05", "global_norm:0.05", "value:0.001", "global_norm:1000"]
+)
 def test_clip_flag_and_post_clip_norm_match_what_the_optimizer_applied(clip):
     # With SGD at learning rate 1 the weight change is exactly minus the clipped gradient,
     # so Keras's own clipping is the independent reference for our recorded numbers.
@@ -83,9 +94,9 @@ def test_clip_flag_and_post_clip_norm_match_what_the_optimizer_applied(clip):
     _, raw, _ = _hand_gradients(model, x, y)
     before = _weights(model)
     model.train_on_batch(x, y)
-    applied = [b - a for b, a in zip(before, _weights(model))]
+    applied = [b - a for b, a in zip(before, _weights(model), strict=True)]
     cols, rows = model.step_records()
-    row = dict(zip(cols, rows[0]))
+    row = dict(zip(cols, rows[0], strict=True))
     applied_norm = np.sqrt(sum(np.sum(a.astype(np.float64) ** 2) for a in applied))
     np.testing.assert_allclose(row["grad/global_norm_clipped"], applied_norm, rtol=1e-4)
     kind, c = clip.split(":")
@@ -98,7 +109,9 @@ def test_clip_flag_and_post_clip_norm_match_what_the_optimizer_applied(clip):
     }[kind]
     assert bool(row["grad/clipped"]) == expected_fired
     if kind == "global_norm":
-        assert row["grad/global_norm_clipped"] == pytest.approx(min(np.linalg.norm(raw_flat), c), rel=1e-5)
+        assert row["grad/global_norm_clipped"] == pytest.approx(
+            min(np.linalg.norm(raw_flat), c), rel=1e-5
+        )
     if kind == "value":
         # Weight differences carry float32 rounding of the weights (~1e-8 absolute).
         assert max(np.abs(a).max() for a in applied) <= c + 1e-7
@@ -124,7 +137,14 @@ def test_clip_gradients_matches_numpy_formulas():
 
 
 def test_huge_learning_rate_is_recorded_as_diverged_with_its_step():
-    spec = _spec(architecture="rnn", activation="relu", optimizer="sgd", learning_rate=1e12, epochs=3, batch_size=16)
+    spec = _spec(
+        architecture="rnn",
+        activation="relu",
+        optimizer="sgd",
+        learning_rate=1e12,
+        epochs=3,
+        batch_size=16,
+    )
     record = run_one(spec)
     assert record.summary["status"] == "diverged"
     step = record.summary["diverged_step"]
@@ -141,7 +161,9 @@ def test_same_settings_and_seed_give_identical_records():
     np.testing.assert_array_equal(a.tables["steps"].to_numpy(), b.tables["steps"].to_numpy())
     assert a.tables["history"].equals(b.tables["history"])
     c = run_one(_spec(seed=1, architecture="gru"))
-    assert not np.array_equal(a.tables["steps"]["loss"].to_numpy(), c.tables["steps"]["loss"].to_numpy())
+    assert not np.array_equal(
+        a.tables["steps"]["loss"].to_numpy(), c.tables["steps"]["loss"].to_numpy()
+    )
 
 
 def test_two_runs_never_share_weights():
@@ -152,10 +174,12 @@ def test_two_runs_never_share_weights():
     assert not {id(v) for v in m1.variables} & {id(v) for v in m2.variables}
     before = _weights(m2)
     m1.fit(ds.x_train, ds.y_train, epochs=1, verbose=0)
-    for w, v in zip(before, _weights(m2)):
+    for w, v in zip(before, _weights(m2), strict=True):
         np.testing.assert_array_equal(w, v)
     # Same seed, fresh build: the starting points are equal, not shared.
-    for w, v in zip(before, _weights(build_instrumented(settings, ds, seed=0, capacity=4))):
+    for w, v in zip(
+        before, _weights(build_instrumented(settings, ds, seed=0, capacity=4)), strict=True
+    ):
         np.testing.assert_array_equal(w, v)
 
 

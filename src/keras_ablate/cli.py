@@ -30,47 +30,140 @@ def build_parser() -> argparse.ArgumentParser:
 
     def add_file(p, help_text="experiment YAML file"):
         p.add_argument("file", help=help_text)
-        p.add_argument("--results-dir", default=DEFAULT_RESULTS, help="root folder for results (default: results)")
+        p.add_argument(
+            "--results-dir",
+            default=DEFAULT_RESULTS,
+            help="root folder for results (default: results)",
+        )
 
     p = sub.add_parser("plan", help="expand a grid and list its runs (no training, no TensorFlow)")
     add_file(p)
-    p.add_argument("--filter", action="append", default=[], metavar="AXIS=LEVEL", help="keep matching runs")
+    p.add_argument(
+        "--filter", action="append", default=[], metavar="AXIS=LEVEL", help="keep matching runs"
+    )
     p.add_argument("--json", action="store_true", help="print the run specs as JSON")
 
     p = sub.add_parser("run", help="train every missing run of a grid")
     add_file(p)
-    p.add_argument("--filter", action="append", default=[], metavar="AXIS=LEVEL", help="only runs with this level (repeatable)")
+    p.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="AXIS=LEVEL",
+        help="only runs with this level (repeatable)",
+    )
     p.add_argument("--max-runs", type=int, default=None, metavar="N", help="stop after N runs")
     p.add_argument("--force", action="store_true", help="rerun runs that are already complete")
-    p.add_argument("--rerun", action="append", default=[], choices=["failed", "diverged"], help="run only the runs with this status (repeatable)")
-    p.add_argument("--workers", type=int, default=None, metavar="N", help="local worker processes (default: from CPUs and model size; 1 = this process)")
-    p.add_argument("--executor", default="local", choices=["local", "ray"], help="local processes (default) or one Ray task per run")
-    p.add_argument("--address", default=None, metavar="ADDR", help="Ray cluster address for --executor ray (default: start a local Ray)")
+    p.add_argument(
+        "--rerun",
+        action="append",
+        default=[],
+        choices=["failed", "diverged"],
+        help="run only the runs with this status (repeatable)",
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="local worker processes (default: from CPUs and model size; 1 = this process)",
+    )
+    p.add_argument(
+        "--executor",
+        default="local",
+        choices=["local", "ray"],
+        help="local processes (default) or one Ray task per run",
+    )
+    p.add_argument(
+        "--address",
+        default=None,
+        metavar="ADDR",
+        help="Ray cluster address for --executor ray (default: start a local Ray)",
+    )
 
-    p = sub.add_parser("status", help="done / diverged / failed / missing runs of a grid, and the ETA while it runs")
+    p = sub.add_parser(
+        "status",
+        help="done / diverged / failed / missing runs of a grid, and the ETA while it runs",
+    )
     p.add_argument("target", help="experiment YAML file or results/<experiment> folder")
-    p.add_argument("--results-dir", default=DEFAULT_RESULTS, help="root folder for results (default: results)")
+    p.add_argument(
+        "--results-dir", default=DEFAULT_RESULTS, help="root folder for results (default: results)"
+    )
     p.add_argument("--json", action="store_true", help="print the status as JSON")
 
     p = sub.add_parser("report", help="build report.html and report.md for an experiment")
     p.add_argument("target", help="experiment YAML file or results/<experiment> folder")
-    p.add_argument("--results-dir", default=DEFAULT_RESULTS, help="root folder for results (default: results)")
+    p.add_argument(
+        "--results-dir", default=DEFAULT_RESULTS, help="root folder for results (default: results)"
+    )
 
-    p = sub.add_parser("tune", help="search the tune: section's settings per arm with keras-tuner (resumable)")
+    p = sub.add_parser(
+        "tune", help="search the tune: section's settings per arm with keras-tuner (resumable)"
+    )
     add_file(p)
-    p.add_argument("--arm", action="append", default=[], metavar="AXIS=LEVEL", help="only arms with this level (repeatable)")
+    p.add_argument(
+        "--arm",
+        action="append",
+        default=[],
+        metavar="AXIS=LEVEL",
+        help="only arms with this level (repeatable)",
+    )
     role = p.add_mutually_exclusive_group()
-    role.add_argument("--chief", action="store_true", help="distributed: serve one arm's search at --oracle for workers")
-    role.add_argument("--worker", metavar="ID", help="distributed: run trials for the chief at --oracle (unique ID, e.g. tuner0)")
-    p.add_argument("--oracle", metavar="HOST:PORT", help="chief address (default: $KERASTUNER_ORACLE_IP:$KERASTUNER_ORACLE_PORT)")
+    role.add_argument(
+        "--chief",
+        action="store_true",
+        help="distributed: serve one arm's search at --oracle for workers",
+    )
+    role.add_argument(
+        "--worker",
+        metavar="ID",
+        help="distributed: run trials for the chief at --oracle (unique ID, e.g. tuner0)",
+    )
+    p.add_argument(
+        "--oracle",
+        metavar="HOST:PORT",
+        help="chief address (default: $KERASTUNER_ORACLE_IP:$KERASTUNER_ORACLE_PORT)",
+    )
 
-    p = sub.add_parser("claims", help="run experiments/claim_*.yaml and write results/claims/report.html with verdicts")
-    p.add_argument("--only", type=int, action="append", default=[], metavar="ID", help="only this claim (repeatable)")
-    p.add_argument("--experiments-dir", default="experiments", help="folder of claim_*.yaml (default: experiments)")
-    p.add_argument("--results-dir", default=DEFAULT_RESULTS, help="root folder for results (default: results)")
-    p.add_argument("--workers", type=int, default=None, metavar="N", help="local worker processes per claim grid")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override base.X or dataset.X (quick checks)")
-    p.add_argument("--report-only", action="store_true", help="evaluate and report what has finished; train nothing")
+    p = sub.add_parser(
+        "claims",
+        help="run experiments/claim_*.yaml and write results/claims/report.html with verdicts",
+    )
+    p.add_argument(
+        "--only",
+        type=int,
+        action="append",
+        default=[],
+        metavar="ID",
+        help="only this claim (repeatable)",
+    )
+    p.add_argument(
+        "--experiments-dir",
+        default="experiments",
+        help="folder of claim_*.yaml (default: experiments)",
+    )
+    p.add_argument(
+        "--results-dir", default=DEFAULT_RESULTS, help="root folder for results (default: results)"
+    )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="local worker processes per claim grid",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override base.X or dataset.X (quick checks)",
+    )
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="evaluate and report what has finished; train nothing",
+    )
     return parser
 
 
@@ -83,14 +176,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"keras-ablate: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        print("keras-ablate: interrupted; finished runs are kept, rerun to continue", file=sys.stderr)
+        print(
+            "keras-ablate: interrupted; finished runs are kept, rerun to continue", file=sys.stderr
+        )
         return 130
 
 
 def _load(args):
     from keras_ablate.config import filter_specs, load_experiment
 
-    exp, all_specs = load_experiment(args.file, results_dir=getattr(args, "results_dir", DEFAULT_RESULTS))
+    exp, all_specs = load_experiment(
+        args.file, results_dir=getattr(args, "results_dir", DEFAULT_RESULTS)
+    )
     specs = all_specs
     if getattr(args, "filter", None):
         specs = filter_specs(all_specs, args.filter)
@@ -109,21 +206,37 @@ def cmd_plan(args) -> int:
         print(json.dumps([s.to_json() for s in specs], indent=2))
         return 0
     axes = list(specs[0].axes) if specs else []
-    table = Table(title=f"{exp.name}: {len(specs)} runs ({exp.design}, {len(exp.seed_list)} seed(s)) -> {exp_dir}")
+    table = Table(
+        title=f"{exp.name}: {len(specs)} runs ({exp.design}, {len(exp.seed_list)} seed(s)) -> {exp_dir}"
+    )
     # Values from base_from are shown per run with the file they came from (origins != base/grid).
     tuned_from = sorted({o for s in specs for o in s.origins.values() if o not in ("base", "grid")})
     for col in ["#", "run_id", *axes, "seed", *(["tuned (base_from)"] if tuned_from else [])]:
         table.add_column(col)
     for i, s in enumerate(specs, 1):
-        tuned = [", ".join(f"{k}={s.settings[k]:.4g}" if isinstance(s.settings[k], float) else f"{k}={s.settings[k]}"
-                        for k, o in s.origins.items()
-                        if o in tuned_from)] if tuned_from else []
+        tuned = (
+            [
+                ", ".join(
+                    f"{k}={s.settings[k]:.4g}"
+                    if isinstance(s.settings[k], float)
+                    else f"{k}={s.settings[k]}"
+                    for k, o in s.origins.items()
+                    if o in tuned_from
+                )
+            ]
+            if tuned_from
+            else []
+        )
         table.add_row(str(i), s.run_id, *[str(s.axes[a]) for a in axes], str(s.seed), *tuned)
     console = Console()
     console.print(table)
     if tuned_from:
-        console.print("values: axes from grid; tuned values from " + ", ".join(tuned_from), soft_wrap=True)
-        console.print("everything else from base, or the defaults where base does not set it", soft_wrap=True)
+        console.print(
+            "values: axes from grid; tuned values from " + ", ".join(tuned_from), soft_wrap=True
+        )
+        console.print(
+            "everything else from base, or the defaults where base does not set it", soft_wrap=True
+        )
     return 0
 
 
@@ -155,8 +268,15 @@ def cmd_run(args) -> int:
     exp_dir.mkdir(parents=True, exist_ok=True)
     _write_experiment_info(exp, all_specs, exp_dir, args.file)
     outcome = run_grid(
-        specs, exp_dir, force=args.force, rerun=tuple(args.rerun), max_runs=args.max_runs,
-        workers=args.workers, executor=args.executor, address=args.address, resources=exp.resources,
+        specs,
+        exp_dir,
+        force=args.force,
+        rerun=tuple(args.rerun),
+        max_runs=args.max_runs,
+        workers=args.workers,
+        executor=args.executor,
+        address=args.address,
+        resources=exp.resources,
     )
     return 1 if outcome.failed else 0
 
@@ -168,11 +288,15 @@ def cmd_status(args) -> int:
     if target.is_dir():
         exp_dir = target
         try:
-            run_ids = json.loads((exp_dir / "experiment.json").read_text(encoding="utf-8"))["run_ids"]
+            run_ids = json.loads((exp_dir / "experiment.json").read_text(encoding="utf-8"))[
+                "run_ids"
+            ]
         except (OSError, ValueError, KeyError):
             run_ids = None  # no grid recorded: count the folders there are
     elif target.exists():
-        _exp, _specs, exp_dir, all_specs = _load(argparse.Namespace(file=args.target, results_dir=args.results_dir))
+        _exp, _specs, exp_dir, all_specs = _load(
+            argparse.Namespace(file=args.target, results_dir=args.results_dir)
+        )
         run_ids = [s.run_id for s in all_specs]
     else:
         raise UserError(f"{target}: no such experiment file or results folder")
@@ -188,7 +312,9 @@ def cmd_report(args) -> int:
     if target.is_dir():
         exp_dir = target
     elif target.exists():
-        _exp, _specs, exp_dir, _ = _load(argparse.Namespace(file=args.target, results_dir=args.results_dir))
+        _exp, _specs, exp_dir, _ = _load(
+            argparse.Namespace(file=args.target, results_dir=args.results_dir)
+        )
     else:
         raise UserError(f"{target}: no such experiment file or results folder")
     if not (exp_dir / "runs").is_dir():
@@ -216,15 +342,28 @@ def cmd_tune(args) -> int:
 def cmd_claims(args) -> int:
     from keras_ablate.claims import parse_overrides, run_claims
 
-    results, paths = run_claims(args.experiments_dir, args.results_dir, only=args.only,
-                                overrides=parse_overrides(args.set), workers=args.workers, run=not args.report_only)
+    results, paths = run_claims(
+        args.experiments_dir,
+        args.results_dir,
+        only=args.only,
+        overrides=parse_overrides(args.set),
+        workers=args.workers,
+        run=not args.report_only,
+    )
     for r in results:
         print(f"claim {r.claim.claim_id:>2} {r.verdict.verdict:<12} {r.verdict.reason}")
     print(f"report: {paths['html']} and {paths['md']}")
     return 0
 
 
-_COMMANDS = {"plan": cmd_plan, "run": cmd_run, "report": cmd_report, "tune": cmd_tune, "status": cmd_status, "claims": cmd_claims}
+_COMMANDS = {
+    "plan": cmd_plan,
+    "run": cmd_run,
+    "report": cmd_report,
+    "tune": cmd_tune,
+    "status": cmd_status,
+    "claims": cmd_claims,
+}
 
 
 if __name__ == "__main__":

@@ -56,7 +56,9 @@ INIT_KINDS: tuple[str, ...] = ("glorot_uniform", "orthogonal", "identity", "spec
 KERNEL_INIT_KINDS: tuple[str, ...] = ("glorot_uniform", "he_normal", "normal")
 
 
-def _parse_scaled(text: str, setting: str, plain: tuple[str, ...], scaled: str, what: str, example: str):
+def _parse_scaled(
+    text: str, setting: str, plain: tuple[str, ...], scaled: str, what: str, example: str
+):
     """Shared parser for 'name' or 'scaled:VALUE' levels; returns (name, value or None)."""
     text = str(text).strip()
     if text in plain:
@@ -83,7 +85,9 @@ def parse_init(text: str) -> tuple[str, float | None]:
     Returns:
         (kind, radius) with radius None except for 'spectral_radius'.
     """
-    return _parse_scaled(text, "init", INIT_KINDS[:3], "spectral_radius", "RADIUS", "spectral_radius:1.1")
+    return _parse_scaled(
+        text, "init", INIT_KINDS[:3], "spectral_radius", "RADIUS", "spectral_radius:1.1"
+    )
 
 
 def parse_kernel_init(text: str) -> tuple[str, float | None]:
@@ -92,7 +96,9 @@ def parse_kernel_init(text: str) -> tuple[str, float | None]:
     Returns:
         (kind, sigma) with sigma None except for 'normal'.
     """
-    return _parse_scaled(text, "kernel_init", KERNEL_INIT_KINDS[:2], "normal", "SIGMA", "normal:0.05")
+    return _parse_scaled(
+        text, "kernel_init", KERNEL_INIT_KINDS[:2], "normal", "SIGMA", "normal:0.05"
+    )
 
 
 def _check_name(kind: str, value: str, choices) -> str:
@@ -108,11 +114,13 @@ class RunSettings(BaseModel):
 
     # The scientific axes.
     architecture: str = Field(
-        "lstm", description="cnn | rnn | lstm | gru | mlp | lstm_nig | lstm_nfg | lstm_nog | lstm_cifg | lstm_as_rnn"
+        "lstm",
+        description="cnn | rnn | lstm | gru | mlp | lstm_nig | lstm_nfg | lstm_nog | lstm_cifg | lstm_as_rnn",
     )
     activation: str = Field("tanh", description="main nonlinearity; gates stay sigmoid")
     normalization: str = Field(
-        "none", description="none | batch | layer; inside the cell for recurrent models, per layer for cnn/mlp"
+        "none",
+        description="none | batch | layer; inside the cell for recurrent models, per layer for cnn/mlp",
     )
     clip: str = Field("none", description="none | value:X | norm:X | global_norm:X")
     # Model size.
@@ -124,17 +132,26 @@ class RunSettings(BaseModel):
     pooling: Literal["max", "average"] = Field("max", description="CNN pooling over time")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout before the output layer")
     leaky_relu_slope: float = Field(0.2, ge=0.0, description="negative slope of leaky_relu")
-    maxout_pieces: int = Field(2, ge=2, description="linear pieces k of a maxout unit (layer width x k)")
+    maxout_pieces: int = Field(
+        2, ge=2, description="linear pieces k of a maxout unit (layer width x k)"
+    )
     norm_position: Literal["pre", "post"] = Field(
         "pre", description="cnn/mlp: normalization before (pre) or after (post) the activation"
     )
-    bn_gamma_init: float = Field(0.1, gt=0.0, description="recurrent batch norm scale init (Cooijmans 2016)")
+    bn_gamma_init: float = Field(
+        0.1, gt=0.0, description="recurrent batch norm scale init (Cooijmans 2016)"
+    )
     # Initialization: Keras's own defaults, so the standard models are unchanged.
     init: str = Field(
-        "orthogonal", description="recurrent kernels: glorot_uniform | orthogonal | identity | spectral_radius:R"
+        "orthogonal",
+        description="recurrent kernels: glorot_uniform | orthogonal | identity | spectral_radius:R",
     )
-    kernel_init: str = Field("glorot_uniform", description="dense/conv kernels: glorot_uniform | he_normal | normal:S")
-    forget_bias: float = Field(1.0, description="LSTM forget-gate bias init: 1 (Keras unit_forget_bias) or 0")
+    kernel_init: str = Field(
+        "glorot_uniform", description="dense/conv kernels: glorot_uniform | he_normal | normal:S"
+    )
+    forget_bias: float = Field(
+        1.0, description="LSTM forget-gate bias init: 1 (Keras unit_forget_bias) or 0"
+    )
     # Optimization.
     optimizer: str = Field("adam", description="adam | sgd | rmsprop | adamw")
     learning_rate: float = Field(1e-3, gt=0.0)
@@ -187,7 +204,9 @@ class RunSettings(BaseModel):
     @classmethod
     def _forget_bias(cls, v: float) -> float:
         if v not in (0.0, 1.0):
-            raise ValueError(f"forget_bias must be 0 or 1 (the two initializations compared), got {v}")
+            raise ValueError(
+                f"forget_bias must be 0 or 1 (the two initializations compared), got {v}"
+            )
         return float(v)
 
     @field_validator("kernel_sizes")
@@ -211,8 +230,12 @@ class DatasetSection(BaseModel):
 class AnalysisSection(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    metric: str | None = Field(None, description="history metric to compare, default val/<task metric>")
-    target_fraction: float = Field(0.9, gt=0, le=1, description="target = this x best run's final metric")
+    metric: str | None = Field(
+        None, description="history metric to compare, default val/<task metric>"
+    )
+    target_fraction: float = Field(
+        0.9, gt=0, le=1, description="target = this x best run's final metric"
+    )
     target: float | None = Field(None, description="absolute target (overrides target_fraction)")
 
 
@@ -224,7 +247,9 @@ class ResourcesSection(BaseModel):
     # Also the intra/inter-op thread count of every run in every executor: without XLA, oneDNN
     # convolutions give different bits with 1 and 2 threads, so it must not depend on --workers.
     num_cpus: int = Field(1, ge=1, description="CPU threads per run (and Ray num_cpus per task)")
-    num_gpus: float = Field(0.0, ge=0.0, description="GPUs per run (Ray num_gpus per task; fractions share a GPU)")
+    num_gpus: float = Field(
+        0.0, ge=0.0, description="GPUs per run (Ray num_gpus per task; fractions share a GPU)"
+    )
 
 
 class TuneSection(BaseModel):
@@ -234,11 +259,17 @@ class TuneSection(BaseModel):
 
     tuner: Literal["random", "bayesian", "hyperband", "grid"] = "random"
     objective: str = Field("val_loss", description="a name in keras_ablate.objectives.OBJECTIVES")
-    max_trials: int | None = Field(None, ge=1, description="trials per arm (random/bayesian: 10; grid: all points)")
-    max_epochs: int | None = Field(None, ge=1, description="hyperband: most epochs of one trial (default: epochs)")
+    max_trials: int | None = Field(
+        None, ge=1, description="trials per arm (random/bayesian: 10; grid: all points)"
+    )
+    max_epochs: int | None = Field(
+        None, ge=1, description="hyperband: most epochs of one trial (default: epochs)"
+    )
     factor: int = Field(3, ge=2, description="hyperband: reduction factor between rounds")
     seed: int = Field(0, description="seeds the search and every trial's weights and shuffling")
-    space: dict[str, Any] = Field(default_factory=dict, description="setting -> {type: int|float|choice, ...}")
+    space: dict[str, Any] = Field(
+        default_factory=dict, description="setting -> {type: int|float|choice, ...}"
+    )
 
 
 class ClaimSection(BaseModel):
@@ -248,10 +279,16 @@ class ClaimSection(BaseModel):
 
     id: int = Field(ge=1, description="claim number; `keras-ablate claims --only ID`")
     statement: str = Field(min_length=1, description="the claim, in words")
-    metrics: list[str] = Field(default_factory=list, description="per-run columns the rule reads (for the report)")
-    rule: dict[str, Any] = Field(description="compare | threshold | equivalent | all | any (analysis/claims.py)")
+    metrics: list[str] = Field(
+        default_factory=list, description="per-run columns the rule reads (for the report)"
+    )
+    rule: dict[str, Any] = Field(
+        description="compare | threshold | equivalent | all | any (analysis/claims.py)"
+    )
     notes: str = Field("", description="what the rule cannot say, or where the claim is imprecise")
-    revised: str | None = Field(None, description="how and why the rule changed after a result was seen")
+    revised: str | None = Field(
+        None, description="how and why the rule changed after a result was seen"
+    )
 
 
 class Experiment(BaseModel):
@@ -272,7 +309,9 @@ class Experiment(BaseModel):
     resources: ResourcesSection = Field(default_factory=ResourcesSection)
     tune: TuneSection | None = None
     # `tuning` (results/<experiment>/tuning/<arm>/best.yaml) or a best.yaml / tuning folder path.
-    base_from: str | None = Field(None, description="take tuned settings: defaults < base < base_from < grid")
+    base_from: str | None = Field(
+        None, description="take tuned settings: defaults < base < base_from < grid"
+    )
     claim: ClaimSection | None = Field(None, description="a study-note claim this experiment tests")
 
     @property
@@ -370,7 +409,9 @@ class _Locator:
 
     def error(self, path: tuple, message: str) -> ConfigError:
         key = _format_path(path)
-        return ConfigError(f"{self.where(path)}: {key}: {message}" if key else f"{self.where(path)}: {message}")
+        return ConfigError(
+            f"{self.where(path)}: {key}: {message}" if key else f"{self.where(path)}: {message}"
+        )
 
 
 def _format_path(path: tuple) -> str:
@@ -410,11 +451,16 @@ def load_experiment(
     if not path.exists():
         raise ConfigError(f"{path}: no such file")
     text = path.read_text(encoding="utf-8")
-    return parse_experiment(text, source=str(path), results_dir=results_dir, use_base_from=use_base_from)
+    return parse_experiment(
+        text, source=str(path), results_dir=results_dir, use_base_from=use_base_from
+    )
 
 
 def parse_experiment(
-    text: str, source: str = "<string>", results_dir: str | Path = "results", use_base_from: bool = True
+    text: str,
+    source: str = "<string>",
+    results_dir: str | Path = "results",
+    use_base_from: bool = True,
 ) -> tuple[Experiment, list[RunSpec]]:
     """Validate and expand experiment YAML text (see load_experiment).
 
@@ -441,10 +487,13 @@ def parse_experiment(
 def _model_for_loc(exc: ValidationError):
     # Extra keys at the top level or in nested sections: pick the model whose fields to list.
     loc = exc.errors()[0]["loc"]
-    sections = {("dataset",): DatasetSection, ("analysis",): AnalysisSection, ("tune",): TuneSection, ("resources",): ResourcesSection}
-    return {(): Experiment, **sections}.get(
-        tuple(loc[:-1]), Experiment
-    )
+    sections = {
+        ("dataset",): DatasetSection,
+        ("analysis",): AnalysisSection,
+        ("tune",): TuneSection,
+        ("resources",): ResourcesSection,
+    }
+    return {(): Experiment, **sections}.get(tuple(loc[:-1]), Experiment)
 
 
 def _validate_setting(loc, path, key, value, dataset_name):
@@ -483,7 +532,10 @@ def _freeze(v):
 
 
 def expand(
-    exp: Experiment, loc: _Locator | None = None, results_dir: str | Path = "results", use_base_from: bool = True
+    exp: Experiment,
+    loc: _Locator | None = None,
+    results_dir: str | Path = "results",
+    use_base_from: bool = True,
 ) -> list[RunSpec]:
     """Expand the design into RunSpecs (factorial or one-at-a-time), minus exclusions.
 
@@ -509,7 +561,9 @@ def expand(
         _check_key(loc, ("grid", key), key)
         if not levels:
             raise loc.error(("grid", key), "empty axis: give at least one level")
-        normalized = [_validate_setting(loc, ("grid", key, i), key, v, ds_name) for i, v in enumerate(levels)]
+        normalized = [
+            _validate_setting(loc, ("grid", key, i), key, v, ds_name) for i, v in enumerate(levels)
+        ]
         seen = set()
         for i, v in enumerate(normalized):
             if _freeze(v) in seen:
@@ -524,23 +578,33 @@ def expand(
         norm_rule = {}
         for key, value in rule.items():
             if key not in axes and key not in base and key not in SETTING_KEYS:
-                raise loc.error(("exclude", j, key), f"'{key}' is not an axis or setting of this grid")
+                raise loc.error(
+                    ("exclude", j, key), f"'{key}' is not an axis or setting of this grid"
+                )
             norm_rule[key] = _validate_setting(loc, ("exclude", j, key), key, value, ds_name)
         excludes.append(norm_rule)
 
     for key, value in exp.reference.items():
         if key not in axes:
-            raise loc.error(("reference", key), f"'{key}' is not a grid axis; axes: {', '.join(axes)}")
+            raise loc.error(
+                ("reference", key), f"'{key}' is not a grid axis; axes: {', '.join(axes)}"
+            )
         level = _validate_setting(loc, ("reference", key), key, value, ds_name)
         if _freeze(level) not in {_freeze(v) for v in axes[key]}:
-            raise loc.error(("reference", key), f"{value!r} is not a level of axis '{key}': {axes[key]}")
+            raise loc.error(
+                ("reference", key), f"{value!r} is not a level of axis '{key}': {axes[key]}"
+            )
 
     from keras_ablate import tuning_config
 
     if exp.tune is not None:
         tuning_config.search_space(exp, loc)
     combos = list(_design(axes, exp.design))
-    tuned = tuning_config.tuned_values(exp, combos, loc, results_dir) if exp.base_from and use_base_from else None
+    tuned = (
+        tuning_config.tuned_values(exp, combos, loc, results_dir)
+        if exp.base_from and use_base_from
+        else None
+    )
     seeds = exp.seed_list
     if not seeds:
         raise loc.error(("seeds",), "give at least one seed")
@@ -549,23 +613,37 @@ def expand(
     for combo in combos:
         tuned_here, tuned_from = tuned(combo) if tuned else ({}, "")
         merged = {**base, **tuned_here, **combo}
-        origins = {**dict.fromkeys(base, "base"), **dict.fromkeys(tuned_here, tuned_from), **dict.fromkeys(combo, "grid")}
-        if any(all(_freeze(merged.get(k)) == _freeze(v) for k, v in rule.items()) for rule in excludes):
+        origins = {
+            **dict.fromkeys(base, "base"),
+            **dict.fromkeys(tuned_here, tuned_from),
+            **dict.fromkeys(combo, "grid"),
+        }
+        if any(
+            all(_freeze(merged.get(k)) == _freeze(v) for k, v in rule.items()) for rule in excludes
+        ):
             continue
         settings_in = {k: v for k, v in merged.items() if not k.startswith(DATASET_AXIS_PREFIX)}
         options_in = {
             **exp.dataset.options,
-            **{k[len(DATASET_AXIS_PREFIX) :]: v for k, v in merged.items() if k.startswith(DATASET_AXIS_PREFIX)},
+            **{
+                k[len(DATASET_AXIS_PREFIX) :]: v
+                for k, v in merged.items()
+                if k.startswith(DATASET_AXIS_PREFIX)
+            },
         }
         try:
             settings = RunSettings.model_validate(settings_in).model_dump(mode="json")
             options = ds_entry.options_model().model_validate(options_in).model_dump(mode="json")
         except ValidationError as exc:
-            raise loc.error(("grid",), f"the combination {combo} is invalid: {exc.errors()[0]['msg']}") from None
+            raise loc.error(
+                ("grid",), f"the combination {combo} is invalid: {exc.errors()[0]['msg']}"
+            ) from None
         dataset = {"name": ds_name, "options": options}
         key = _freeze(options)
         if key not in fingerprints:
-            fingerprints[key] = ds_entry.fingerprint_of(ds_entry.options_model().model_validate(options))
+            fingerprints[key] = ds_entry.fingerprint_of(
+                ds_entry.options_model().model_validate(options)
+            )
         if fingerprints[key]:
             dataset["fingerprint"] = fingerprints[key]
         for seed in seeds:
@@ -592,7 +670,7 @@ def _design(axes: dict[str, list], design: str):
     keys = list(axes)
     if design == "factorial":
         for values in itertools.product(*(axes[k] for k in keys)):
-            yield dict(zip(keys, values))
+            yield dict(zip(keys, values, strict=True))
         return
     baseline = {k: axes[k][0] for k in keys}
     yield dict(baseline)
@@ -601,7 +679,9 @@ def _design(axes: dict[str, list], design: str):
             yield {**baseline, k: level}
 
 
-def filter_specs(specs: list[RunSpec], filters: list[str], source: str = "--filter") -> list[RunSpec]:
+def filter_specs(
+    specs: list[RunSpec], filters: list[str], source: str = "--filter"
+) -> list[RunSpec]:
     """Keep runs whose axis/setting values match every 'key=level' filter (levels compared as text)."""
     wanted: dict[str, set[str]] = {}
     for f in filters:
@@ -624,7 +704,9 @@ def filter_specs(specs: list[RunSpec], filters: list[str], source: str = "--filt
                 try:
                     normalized = {RunSettings(clip=v).clip for v in values}
                 except ValidationError as exc:
-                    raise ConfigError(f"{source}: {_pydantic_message(exc.errors()[0], None)}") from None
+                    raise ConfigError(
+                        f"{source}: {_pydantic_message(exc.errors()[0], None)}"
+                    ) from None
             if value_of(spec, key) not in normalized:
                 return False
         return True

@@ -273,6 +273,7 @@ def _worker_main(conn, threads: int, exp_dir: str, parent_pid: int) -> None:
     # Ctrl-C reaches the whole process group; the driver decides what stops, not each worker.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent(parent_pid)
+    _redirect_native_output(Path(exp_dir))
     threads_in_effect = configure_threads(threads)
     import keras_ablate.training.loop  # noqa: F401 - pay the import before the first run
 
@@ -285,6 +286,27 @@ def _worker_main(conn, threads: int, exp_dir: str, parent_pid: int) -> None:
             return
         spec = RunSpec.from_json(message)
         conn.send(execute_spec(spec, Path(exp_dir), threads_in_effect))
+
+
+def _redirect_native_output(exp_dir: Path) -> None:
+    """Send this worker's stdout/stderr (fd 1 and 2) to results/<exp>/logs/worker-<pid>.log.
+
+    TensorFlow's C++ runtime logs through absl straight to fd 2 and ignores
+    TF_CPP_MIN_LOG_LEVEL for some messages (oneDNN banners, grappler notices about RNN
+    graphs): dozens of lines that would bury the driver's one line per run. Nothing a user
+    needs is lost: a run's Python errors are in its summary.json, the log keeps the rest.
+    """
+    logs = exp_dir / "logs"
+    try:
+        logs.mkdir(parents=True, exist_ok=True)
+        fd = os.open(
+            logs / f"worker-{os.getpid()}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644
+        )
+    except OSError:
+        return  # An unwritable results folder fails later, with a clear error, in write_run.
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
 
 
 def _die_with_parent(parent_pid: int) -> None:

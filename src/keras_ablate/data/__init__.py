@@ -11,9 +11,9 @@ import json
 import os
 import pickle
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from pydantic import BaseModel
 
@@ -44,24 +44,40 @@ class DatasetEntry:
 
 
 DATASETS: dict[str, DatasetEntry] = {
-    "ngram": DatasetEntry("keras_ablate.data.synthetic:NgramOptions", "keras_ablate.data.synthetic:ngram"),
-    "recall": DatasetEntry("keras_ablate.data.synthetic:RecallOptions", "keras_ablate.data.synthetic:recall"),
-    "adding": DatasetEntry("keras_ablate.data.synthetic:AddingOptions", "keras_ablate.data.synthetic:adding"),
+    "ngram": DatasetEntry(
+        "keras_ablate.data.synthetic:NgramOptions", "keras_ablate.data.synthetic:ngram"
+    ),
+    "recall": DatasetEntry(
+        "keras_ablate.data.synthetic:RecallOptions", "keras_ablate.data.synthetic:recall"
+    ),
+    "adding": DatasetEntry(
+        "keras_ablate.data.synthetic:AddingOptions", "keras_ablate.data.synthetic:adding"
+    ),
     # Real text and user files cache themselves, keyed by the source file's content as well as the options.
     "rotten_tomatoes": DatasetEntry(
-        "keras_ablate.data.text:RottenTomatoesOptions", "keras_ablate.data.text:rotten_tomatoes", disk_cache=False
+        "keras_ablate.data.text:RottenTomatoesOptions",
+        "keras_ablate.data.text:rotten_tomatoes",
+        disk_cache=False,
     ),
-    "imdb": DatasetEntry("keras_ablate.data.text:ImdbOptions", "keras_ablate.data.text:imdb", disk_cache=False),
+    "imdb": DatasetEntry(
+        "keras_ablate.data.text:ImdbOptions", "keras_ablate.data.text:imdb", disk_cache=False
+    ),
     "csv": DatasetEntry(
-        "keras_ablate.data.text:CsvOptions", "keras_ablate.data.text:csv_file", disk_cache=False,
+        "keras_ablate.data.text:CsvOptions",
+        "keras_ablate.data.text:csv_file",
+        disk_cache=False,
         fingerprint="keras_ablate.data.text:file_fingerprint",
     ),
     "tsv": DatasetEntry(
-        "keras_ablate.data.text:TsvOptions", "keras_ablate.data.text:tsv_file", disk_cache=False,
+        "keras_ablate.data.text:TsvOptions",
+        "keras_ablate.data.text:tsv_file",
+        disk_cache=False,
         fingerprint="keras_ablate.data.text:file_fingerprint",
     ),
     "jsonl": DatasetEntry(
-        "keras_ablate.data.text:JsonlOptions", "keras_ablate.data.text:jsonl_file", disk_cache=False,
+        "keras_ablate.data.text:JsonlOptions",
+        "keras_ablate.data.text:jsonl_file",
+        disk_cache=False,
         fingerprint="keras_ablate.data.text:file_fingerprint",
     ),
 }
@@ -104,7 +120,9 @@ def load_dataset(name: str, options: dict | None = None, use_disk_cache: bool = 
     key = dataset_key(name, options)
     fingerprint = entry.fingerprint_of(opts)
     if fingerprint:
-        key += "-" + hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
+        key += (
+            "-" + hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:16]
+        )
     if key in _MEMORY:
         return _MEMORY[key]
     path = cache_dir() / "datasets" / f"{name}-{key}.pkl"

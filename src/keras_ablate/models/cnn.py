@@ -17,7 +17,11 @@ def build_cnn(settings: dict, dataset) -> keras.Model:
     narrow convolution, as in Kim 2014); deeper blocks use 'same' so short sequences survive.
     """
     inputs, x = sequence_input(settings, dataset)
-    pool_cls = keras.layers.GlobalMaxPooling1D if settings["pooling"] == "max" else keras.layers.GlobalAveragePooling1D
+    pool_cls = (
+        keras.layers.GlobalMaxPooling1D
+        if settings["pooling"] == "max"
+        else keras.layers.GlobalAveragePooling1D
+    )
     branches = []
     for k in settings["kernel_sizes"]:
         h = x
@@ -26,7 +30,9 @@ def build_cnn(settings: dict, dataset) -> keras.Model:
             padding = "valid" if d == 0 and k <= dataset.seq_len else "same"
             width = width_for(settings, settings["filters"])
             init = kernel_initializer(settings["kernel_init"])
-            h = keras.layers.Conv1D(width, k, padding=padding, kernel_initializer=init, name=name)(h)
+            h = keras.layers.Conv1D(width, k, padding=padding, kernel_initializer=init, name=name)(
+                h
+            )
             h = norm_and_activation(h, settings, name)
         branches.append(pool_cls(name=f"pool_k{k}")(h))
     x = branches[0] if len(branches) == 1 else keras.layers.Concatenate(name="concat")(branches)

@@ -18,14 +18,18 @@ def activation_fn(name: str, settings: dict):
         return lambda x: keras.ops.leaky_relu(x, negative_slope=slope)
     if name == "maxout":
         # Maxout changes the width, so it cannot be an elementwise `activation=`.
-        raise ConfigError("activation 'maxout' needs its own layer (Maxout) or cell (ZooCell), not activation=")
+        raise ConfigError(
+            "activation 'maxout' needs its own layer (Maxout) or cell (ZooCell), not activation="
+        )
     return name
 
 
 def activation_layer(name: str, settings: dict, layer_name: str) -> keras.layers.Layer:
     """A fresh activation layer; its output is what saturation / dead-unit probes read."""
     if name == "leaky_relu":
-        return keras.layers.LeakyReLU(negative_slope=float(settings.get("leaky_relu_slope", 0.2)), name=layer_name)
+        return keras.layers.LeakyReLU(
+            negative_slope=float(settings.get("leaky_relu_slope", 0.2)), name=layer_name
+        )
     if name == "maxout":
         return Maxout(int(settings["maxout_pieces"]), name=layer_name)
     return keras.layers.Activation(activation_fn(name, settings), name=layer_name)
@@ -45,7 +49,9 @@ class Maxout(keras.layers.Layer):
     def call(self, inputs):
         channels = inputs.shape[-1]
         if channels % self.pieces:
-            raise ValueError(f"maxout with {self.pieces} pieces needs a width divisible by it, got {channels}")
+            raise ValueError(
+                f"maxout with {self.pieces} pieces needs a width divisible by it, got {channels}"
+            )
         shape = (-1, *inputs.shape[1:-1], channels // self.pieces, self.pieces)
         return keras.ops.max(keras.ops.reshape(inputs, shape), axis=-1)
 
@@ -97,7 +103,9 @@ def sequence_input(settings: dict, dataset):
         inputs = keras.Input(shape=(dataset.seq_len,), dtype="int32", name="tokens")
         x = keras.layers.Embedding(dataset.vocab_size, settings["embed_dim"], name="embed")(inputs)
     else:
-        inputs = keras.Input(shape=(dataset.seq_len, dataset.n_features), dtype="float32", name="features")
+        inputs = keras.Input(
+            shape=(dataset.seq_len, dataset.n_features), dtype="float32", name="features"
+        )
         x = inputs
     return inputs, x
 

@@ -18,10 +18,29 @@ ARCHITECTURES: dict[str, str] = {
 }
 
 # Recurrent architectures (their layers are named rnn_0, rnn_1, ... whatever the cell).
-RECURRENT: set[str] = {"rnn", "lstm", "gru", "lstm_nig", "lstm_nfg", "lstm_nog", "lstm_cifg", "lstm_as_rnn"}
+RECURRENT: set[str] = {
+    "rnn",
+    "lstm",
+    "gru",
+    "lstm_nig",
+    "lstm_nfg",
+    "lstm_nog",
+    "lstm_cifg",
+    "lstm_as_rnn",
+}
 
 # maxout changes a layer's width (units x maxout_pieces, then max over pieces): see models/layers.py.
-ACTIVATIONS: tuple[str, ...] = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "linear", "gelu", "selu", "maxout")
+ACTIVATIONS: tuple[str, ...] = (
+    "sigmoid",
+    "tanh",
+    "relu",
+    "leaky_relu",
+    "elu",
+    "linear",
+    "gelu",
+    "selu",
+    "maxout",
+)
 
 NORMALIZATIONS: tuple[str, ...] = ("none", "batch", "layer")
 

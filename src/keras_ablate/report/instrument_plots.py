@@ -13,6 +13,7 @@ import seaborn as sns  # noqa: E402
 
 from keras_ablate.analysis import instruments  # noqa: E402
 from keras_ablate.config import parse_clip  # noqa: E402
+from keras_ablate.report.plots import level_colors  # noqa: E402
 
 # With more configurations than this, lines are coloured by activation and dashed by
 # normalization (one line per configuration still), so the legend stays readable.
@@ -63,7 +64,7 @@ def _init_and_final(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([init, final], ignore_index=True)
 
 
-def _line_style(data: pd.DataFrame) -> dict:
+def _line_style(data: pd.DataFrame, tables=None) -> dict:
     """One line per configuration: coloured by it when few, else by activation / normalization."""
     if data["configuration"].nunique() <= MAX_LEGEND:
         return {"hue": "configuration"}
@@ -71,7 +72,18 @@ def _line_style(data: pd.DataFrame) -> dict:
     for role, col in (("hue", "activation"), ("style", "normalization")):
         if col in data.columns and data[col].nunique() > 1:
             args[role] = col
-    return args
+    return {**args, **_palette(tables, args.get("hue"), data)}
+
+
+def _palette(tables, hue: str | None, data: pd.DataFrame) -> dict:
+    """The report-wide colour of each level of `hue` (plots.level_colors), when hue is a grid axis."""
+    if getattr(tables, "levels", None) is None or hue is None or hue not in data.columns:
+        return {}
+    colors = level_colors(tables).get(hue)
+    present = [level for level in (colors or {}) if level in set(data[hue])]
+    if not colors or set(data[hue].dropna()) - set(present):
+        return {}
+    return {"palette": {level: colors[level] for level in present}, "hue_order": present}
 
 
 def _seed_mean(data: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
@@ -99,7 +111,7 @@ def timestep_profiles(tables):
         if c in data.columns
     ]
     data = _seed_mean(data, [*keys, "when", "distance"], "log_norm")
-    args = _line_style(data)
+    args = _line_style(data, tables)
     g = sns.relplot(
         data=data, x="distance", y="log_norm", kind="line", errorbar=None, height=2.8, aspect=1.3,
         row="when", row_order=[w for w in ("init", "final") if w in set(data["when"])],
@@ -131,7 +143,7 @@ def depth_profile(tables):
         data=data, x="position", y="log_norm", kind="line", marker="o", errorbar=None, height=2.8,
         aspect=1.3, row="when", row_order=[w for w in ("init", "final") if w in set(data["when"])],
         col="architecture" if "architecture" in data.columns else None,
-        facet_kws={"sharey": False, "sharex": False}, **_line_style(data),
+        facet_kws={"sharey": False, "sharex": False}, **_line_style(data, tables),
     )  # fmt: skip
     # Name the positions after the layers of each architecture (the same for all its runs).
     names = depth.merge(_settings(tables), on="run_id", how="left")
@@ -195,6 +207,7 @@ def clip_threshold(tables):
             x="threshold",
             y=column,
             hue=hue,
+            **_palette(tables, hue, data),
             style="kind",
             marker="o",
             errorbar=None,
@@ -223,6 +236,7 @@ def unit_health(tables):
     g = sns.catplot(
         data=data, x="activation" if "activation" in data.columns else None, y="value", kind="bar",
         hue="normalization" if "normalization" in data.columns else None, errorbar=None,
+        **_palette(tables, "normalization", data),
         col="architecture" if "architecture" in data.columns else None, row="quantity",
         height=2.6, aspect=1.1, sharex=False,
     )  # fmt: skip

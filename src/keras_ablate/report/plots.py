@@ -57,10 +57,26 @@ def _levels(tables: Tables, axis: str | None) -> list:
     return tables.levels[axis][:MAX_PANELS] if axis else [None]
 
 
+# Below this many runs a t interval is mostly the t quantile (12.7 for 2 runs): draw the
+# range of the runs instead, so a band never claims values no run came near.
+MIN_RUNS_FOR_T_BAND = 3
+
+
 def _mean_band(data: pd.DataFrame, keys: list[str], x: str) -> pd.DataFrame:
-    """Mean and 95 % t interval of `value` per keys + x, over the runs in each group."""
-    out = effects.mean_ci(data, [*keys, x], ["value"])
-    return out.drop(columns="metric")
+    """Mean and band of `value` per keys + x: the 95 % t interval over the runs in each group,
+    or the runs' min-max range where the group has fewer than MIN_RUNS_FOR_T_BAND runs."""
+    by = [*keys, x]
+    out = effects.mean_ci(data, by, ["value"]).drop(columns="metric")
+    spread = (
+        data.groupby(by, observed=True)["value"].agg(["min", "max"]).reset_index()
+        if by
+        else pd.DataFrame({"min": [data["value"].min()], "max": [data["value"].max()]})
+    )
+    out = out.merge(spread, on=by, how="left") if by else out.assign(**spread.iloc[0])
+    few = out["n"] < MIN_RUNS_FOR_T_BAND
+    out.loc[few, "ci_low"] = out.loc[few, "min"]
+    out.loc[few, "ci_high"] = out.loc[few, "max"]
+    return out.drop(columns=["min", "max"])
 
 
 def _line_grid(

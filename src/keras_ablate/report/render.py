@@ -61,7 +61,14 @@ def run_table(tables: Tables) -> pd.DataFrame:
         return runs
     metric = tables.info.get("derived", {}).get("metric", "val/loss")
     cols = ["run_id", *tables.axes, "seed", "status", "diverged_step"]
-    cols += [f"final/{metric}", "final/val/loss", f"best/{metric}", "score", "epochs_to_target", "train_loss_auc"]
+    cols += [
+        f"final/{metric}",
+        "final/val/loss",
+        f"best/{metric}",
+        "score",
+        "epochs_to_target",
+        "train_loss_auc",
+    ]
     cols += ["grad/log10_norm_std", "grad/max_median_ratio", "grad/clip_rate", "wall_time_s"]
     cols = list(dict.fromkeys(c for c in cols if c in runs.columns))
     sort = [c for c in [*tables.axes, "seed"] if c in runs.columns]
@@ -72,30 +79,55 @@ def make_figures(tables: Tables, fig_dir: Path) -> list[Figure]:
     """Draw every registered figure that has data; append (slug, title, function(tables), caption) to add one."""
     fig_dir.mkdir(parents=True, exist_ok=True)
     specs = [
-        ("convergence", "Convergence", plots.convergence,
-         "The comparison metric per epoch: mean over seeds (and over axes not shown) with a 95 % t band. "
-         "Look for arms that stall near the starting value (no learning), arms that get there in fewer "
-         "epochs, and wide bands (seed-to-seed noise larger than the gap between arms)."),
-        ("gradient_norm", "Global gradient norm", plots.gradient_norms,
-         "Global gradient norm before clipping on a log axis, in bins of steps: geometric mean over runs "
-         "with a 95 % t band (taken on log10); the dashed line is the clip threshold of that panel. Spikes far above the "
-         "line are explosions that clipping cut; a curve falling by decades is a vanishing signal; "
-         "curves that end early belong to runs that diverged."),
-        ("heatmap_score", "Final metric by activation x normalization", plots.heatmap_score,
-         "Mean score (final comparison metric, diverged runs at the worst finished value) per cell, "
-         "panels by architecture and clip. Look for a row or column that is better everywhere (a main "
-         "effect) and for cells that break the pattern (an interaction)."),
-        ("heatmap_divergence", "Divergence rate by activation x normalization", plots.heatmap_divergence,
-         "Fraction of finished runs that diverged per cell (0 = never, 1 = always). Look for the cells "
-         "that explode and whether clipping (the panels) removes them."),
-        ("main_effects", "Main effects", plots.main_effects,
-         "One panel per factor: mean score per level over all runs at that level, with its 95 % t "
-         "interval; the dotted line is the grand mean. A factor that matters moves its points away from "
-         "the line by more than their intervals; a flat panel is a factor that did nothing."),
-        ("interactions", "Interactions", plots.interactions,
-         "Mean score over the levels of one factor, one line per level of another, with 95 % t "
-         "intervals. Parallel lines: the two factors act independently; crossing or diverging lines: "
-         "the effect of one depends on the other."),
+        (
+            "convergence",
+            "Convergence",
+            plots.convergence,
+            "The comparison metric per epoch: mean over seeds (and over axes not shown) with a 95 % t band "
+            "(the runs' min-max range where fewer than 3 runs share a point). "
+            "Look for arms that stall near the starting value (no learning), arms that get there in fewer "
+            "epochs, and wide bands (seed-to-seed noise larger than the gap between arms).",
+        ),
+        (
+            "gradient_norm",
+            "Global gradient norm",
+            plots.gradient_norms,
+            "Global gradient norm before clipping on a log axis, in bins of steps: geometric mean over runs "
+            "with a 95 % t band (taken on log10; the runs' range below 3 runs); the dashed line is the clip threshold of that panel. Spikes far above the "
+            "line are explosions that clipping cut; a curve falling by decades is a vanishing signal; "
+            "curves that end early belong to runs that diverged.",
+        ),
+        (
+            "heatmap_score",
+            "Final metric by activation x normalization",
+            plots.heatmap_score,
+            "Mean score (final comparison metric, diverged runs at the worst finished value) per cell, "
+            "panels by architecture and clip. Look for a row or column that is better everywhere (a main "
+            "effect) and for cells that break the pattern (an interaction).",
+        ),
+        (
+            "heatmap_divergence",
+            "Divergence rate by activation x normalization",
+            plots.heatmap_divergence,
+            "Fraction of finished runs that diverged per cell (0 = never, 1 = always). Look for the cells "
+            "that explode and whether clipping (the panels) removes them.",
+        ),
+        (
+            "main_effects",
+            "Main effects",
+            plots.main_effects,
+            "One panel per factor: mean score per level over all runs at that level, with its 95 % t "
+            "interval; the dotted line is the grand mean. A factor that matters moves its points away from "
+            "the line by more than their intervals; a flat panel is a factor that did nothing.",
+        ),
+        (
+            "interactions",
+            "Interactions",
+            plots.interactions,
+            "Mean score over the levels of one factor, one line per level of another, with 95 % t "
+            "intervals. Parallel lines: the two factors act independently; crossing or diverging lines: "
+            "the effect of one depends on the other.",
+        ),
         # Probe instruments (issue 3): gradients through time and depth, clipping, units, gates.
         *instrument_plots.FIGURES,
     ]
@@ -138,7 +170,9 @@ def build_report(exp_dir: str | Path) -> dict[str, Path]:
         "anova": sections.anova_table(tables),
         "configurations": sections.config_table(tables, configs),
         "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "total_wall_time_s": float(tables.runs["wall_time_s"].fillna(0).sum()) if not tables.runs.empty else 0.0,
+        "total_wall_time_s": float(tables.runs["wall_time_s"].fillna(0).sum())
+        if not tables.runs.empty
+        else 0.0,
         # keras-tuner searches under tuning/<arm>/ (empty list when nothing was tuned).
         "tuning": tuning_section(exp_dir, exp_dir / "figures"),
     }
@@ -148,7 +182,11 @@ def build_report(exp_dir: str | Path) -> dict[str, Path]:
     md = env.get_template("report.md.j2").render(**context, figure_dir="figures")
     store.write_text_atomic(exp_dir / "report.html", html)
     store.write_text_atomic(exp_dir / "report.md", md)
-    return {"html": exp_dir / "report.html", "md": exp_dir / "report.md", "seconds": time.time() - started}
+    return {
+        "html": exp_dir / "report.html",
+        "md": exp_dir / "report.md",
+        "seconds": time.time() - started,
+    }
 
 
 def _experiment_info(exp_dir: Path) -> dict:

@@ -46,7 +46,9 @@ def build_instrumented(settings: dict, dataset, seed: int, capacity: int) -> Ins
     """Seed everything, build a fresh model, compile it and attach the instruments."""
     keras.utils.set_random_seed(seed)
     functional = build_model(settings, dataset)
-    model = InstrumentedModel(inputs=functional.inputs, outputs=functional.outputs, name=functional.name)
+    model = InstrumentedModel(
+        inputs=functional.inputs, outputs=functional.outputs, name=functional.name
+    )
     model.compile(
         optimizer=make_optimizer(settings),
         loss=loss_for(dataset),
@@ -102,7 +104,9 @@ def run_one(spec: RunSpec) -> RunRecord:
         "probe_time_s": round(probes.probe.seconds, 3),
         "environment": environment(),
     }
-    return RunRecord(summary=summary, tables={"history": history, "steps": steps, **probes.tables()})
+    return RunRecord(
+        summary=summary, tables={"history": history, "steps": steps, **probes.tables()}
+    )
 
 
 def add_clip_fraction(history: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
@@ -145,7 +149,9 @@ def _best(history: pd.DataFrame, metric: str) -> dict:
             out[col] = None
             continue
         higher_is_better = col.endswith("accuracy")
-        out[col] = float(np.nanmax(values[finite]) if higher_is_better else np.nanmin(values[finite]))
+        out[col] = float(
+            np.nanmax(values[finite]) if higher_is_better else np.nanmin(values[finite])
+        )
     return out
 
 

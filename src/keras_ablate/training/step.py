@@ -35,7 +35,7 @@ def clip_gradients(grads: list[tf.Tensor], clip: str) -> tuple[list[tf.Tensor], 
         return grads, tf.constant(False)
     if kind == "norm":
         norms = [tf.norm(g) for g in grads]
-        clipped = [g * c / tf.maximum(n, c) for g, n in zip(grads, norms)]
+        clipped = [g * c / tf.maximum(n, c) for g, n in zip(grads, norms, strict=True)]
         return clipped, tf.reduce_any(tf.stack([n > c for n in norms]))
     if kind == "global_norm":
         norm = tf.linalg.global_norm(grads)
@@ -66,15 +66,21 @@ def clip_statistics(
         # Each variable is scaled by s = c / max(||g||, c): ||s g||^2 = s^2 ||g||^2, <g, s g> = s ||g||^2.
         scales = [c / tf.maximum(tf.sqrt(q), c) for q in squares]
         fired = tf.reduce_any(tf.stack([tf.sqrt(q) > c for q in squares]))
-        return [s * s * q for s, q in zip(scales, squares)], tf.add_n([s * q for s, q in zip(scales, squares)]), fired
+        return (
+            [s * s * q for s, q in zip(scales, squares, strict=True)],
+            tf.add_n([s * q for s, q in zip(scales, squares, strict=True)]),
+            fired,
+        )
     if kind == "global_norm":
         total = tf.add_n(squares)
         norm = tf.sqrt(total)
-        scale = c * tf.minimum(1.0 / norm, 1.0 / c) + (norm - norm)  # NaN/Inf norms give NaN, as in Keras.
+        scale = c * tf.minimum(1.0 / norm, 1.0 / c) + (
+            norm - norm
+        )  # NaN/Inf norms give NaN, as in Keras.
         return [scale * scale * q for q in squares], scale * total, norm > c
     clipped, fired = clip_gradients(grads, clip)
     sq_c = [tf.reduce_sum(tf.square(g)) for g in clipped]
-    dot = tf.add_n([tf.reduce_sum(g * h) for g, h in zip(grads, clipped)])
+    dot = tf.add_n([tf.reduce_sum(g * h) for g, h in zip(grads, clipped, strict=True)])
     return sq_c, dot, fired
 
 
@@ -112,14 +118,18 @@ class InstrumentedModel(keras.Model):
             tf.fill([capacity, len(self.quantities)], np.nan), trainable=False, name="step_records"
         )
         self._step = tf.Variable(0, dtype=tf.int64, trainable=False, name="record_step")
-        self._first_nonfinite = tf.Variable(-1, dtype=tf.int64, trainable=False, name="first_nonfinite")
+        self._first_nonfinite = tf.Variable(
+            -1, dtype=tf.int64, trainable=False, name="first_nonfinite"
+        )
         self._capacity = capacity
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
             y_pred = self(x, training=True)
-            loss = self.compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
+            loss = self.compute_loss(
+                x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True
+            )
         self._loss_tracker.update_state(loss, sample_weight=tf.shape(tf.nest.flatten(x)[0])[0])
         variables = self.trainable_variables
         grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
@@ -133,14 +143,23 @@ class InstrumentedModel(keras.Model):
         nonfinite = tf.logical_not(tf.math.is_finite(loss) & tf.math.is_finite(norm))
 
         row = tf.stack(
-            [tf.cast(loss, tf.float32), norm, norm_c, tf.cast(fired, tf.float32), cosine, tf.cast(nonfinite, tf.float32)]
+            [
+                tf.cast(loss, tf.float32),
+                norm,
+                norm_c,
+                tf.cast(fired, tf.float32),
+                cosine,
+                tf.cast(nonfinite, tf.float32),
+            ]
             + layer_norms
             + layer_norms_c
         )
         step = self._step
         index = tf.minimum(step, self._capacity - 1)
         self._records.scatter_nd_update(tf.reshape(index, [1, 1]), tf.reshape(row, [1, -1]))
-        self._first_nonfinite.assign(tf.where((self._first_nonfinite < 0) & nonfinite, step, self._first_nonfinite))
+        self._first_nonfinite.assign(
+            tf.where((self._first_nonfinite < 0) & nonfinite, step, self._first_nonfinite)
+        )
         step.assign_add(1)
 
         self.optimizer.apply(grads, variables)
@@ -148,7 +167,7 @@ class InstrumentedModel(keras.Model):
 
     def _per_layer(self, squares: list[tf.Tensor]) -> list[tf.Tensor]:
         sums = {name: [] for name in self._layer_names}
-        for s, layer in zip(squares, self._var_layer):
+        for s, layer in zip(squares, self._var_layer, strict=True):
             sums[layer].append(s)
         return [tf.sqrt(tf.add_n(sums[name])) for name in self._layer_names]
 
