@@ -262,3 +262,23 @@ def test_anova_finds_the_real_factor(tmp_path):
         one_seed, {"architecture": ["rnn", "lstm"]}, seeds=1, epochs=2, steps_per_epoch=2
     )
     assert effects.anova(load(one_seed))[0] is None
+
+
+def test_a_run_from_an_earlier_plan_keeps_its_setting_when_that_setting_becomes_an_axis(tmp_path):
+    # The grid first varied clip only; later `init` became an axis too. The old run with
+    # init=orthogonal is part of the new plan (same settings, same run_id) and must not turn NaN.
+    from keras_ablate import store as run_store
+    from keras_ablate.analysis import load as load_tables
+    from keras_ablate.config import RunSpec
+
+    def spec(run_id, init, axes):
+        settings = {"architecture": "rnn", "init": init, "clip": "none"}
+        return RunSpec("e", run_id, settings, {"name": "recall", "options": {}}, 0, axes)
+
+    summary = {"status": "ok", "metric": "accuracy", "final": {"val/accuracy": 1.0}}
+    run_store.write_run(tmp_path, spec("old", "orthogonal", {"clip": "none"}), summary, {})
+    new_axes = {"init": "spectral_radius:0.5", "clip": "none"}
+    run_store.write_run(tmp_path, spec("new", "spectral_radius:0.5", new_axes), summary, {})
+    runs = load_tables(tmp_path).runs.set_index("run_id")
+    assert runs.loc["old", "init"] == "orthogonal"
+    assert runs.loc["new", "init"] == "spectral_radius:0.5"

@@ -268,8 +268,12 @@ def _runs_frame(rows: list[dict], axes: list[str], levels: dict[str, list]) -> p
         if kinds - {str}:  # mixed types (e.g. None and 0.5) cannot go to Parquet as they are
             runs[col] = runs[col].map(lambda v: None if v is None or v != v else str(v))
     for axis in axes:
-        # Levels stay what the YAML said (numbers stay numbers) unless they mix types.
-        values = levels[axis]
+        # Levels stay what the YAML said (numbers stay numbers) unless they mix types. A run
+        # written by an earlier plan (where this setting was not an axis) keeps its value:
+        # it joins the levels after the planned ones instead of becoming NaN.
+        planned = set(map(_cell, levels[axis]))
+        extra = [v for v in runs[axis].dropna().unique() if _cell(v) not in planned]
+        values = levels[axis] = [*levels[axis], *extra]
         if len({type(v) for v in values}) > 1:
             values = list(dict.fromkeys(str(v) for v in values))
             runs[axis] = runs[axis].map(str)
