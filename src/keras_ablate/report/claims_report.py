@@ -36,8 +36,9 @@ def claim_figure(result, path: Path) -> Path | None:
         ax.ticklabel_format(axis="y", useOffset=False)
         for i, group in enumerate(leaf.groups):
             colour = GROUP_COLOURS[i % len(GROUP_COLOURS)]
-            jitter = np.linspace(-0.12, 0.12, len(group.values)) if len(group.values) > 1 else [0.0]
-            ax.scatter(i + np.asarray(jitter), group.values, s=14, color=colour, alpha=0.6)
+            if len(group.values):  # a group with no finished run has nothing to scatter
+                jitter = np.linspace(-0.12, 0.12, len(group.values))
+                ax.scatter(i + jitter, group.values, s=14, color=colour, alpha=0.6)
             if not math.isnan(group.mean):
                 lo, hi = group.ci
                 err = None if math.isnan(lo) else [[group.mean - lo], [hi - group.mean]]
