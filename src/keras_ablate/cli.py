@@ -254,6 +254,7 @@ def _write_experiment_info(exp, specs, exp_dir: Path, source: str) -> None:
             "reference": exp.reference,
             "analysis": exp.analysis.model_dump(),
             "n_runs": len(specs),
+            "command": "keras-ablate " + " ".join(sys.argv[1:]),
             "run_ids": [s.run_id for s in specs],
         },
     )
