@@ -91,16 +91,10 @@ def _seed_mean(data: pd.DataFrame, keys: list[str], value: str) -> pd.DataFrame:
     return data.groupby(keys, observed=True, dropna=False)[value].mean().reset_index()
 
 
-def timestep_profiles(tables):
-    """log10 ||dL/dh_t|| vs distance from the output, top recurrent layer, at init and after training."""
-    timesteps = probe_table(tables, "timesteps")
-    if timesteps is None:
-        return None
-    # The top recurrent layer (read by the head) of each run.
-    order = timesteps["layer"].str.extract(r"(\d+)$")[0].astype(float)
-    top = order.groupby(timesteps["run_id"]).transform("max")
-    data = timesteps[order == top]
-    data = data[np.isfinite(data["grad_norm"]) & (data["grad_norm"] > 0)]
+def _log_norm_by_configuration(tables, frame: pd.DataFrame, x: str) -> pd.DataFrame | None:
+    """Finite, positive grad_norm rows at init and at the end, as log10, averaged over seeds per
+    configuration and `x`; None when nothing is left to draw."""
+    data = frame[np.isfinite(frame["grad_norm"]) & (frame["grad_norm"] > 0)]
     if data.empty:
         return None
     data = _init_and_final(data).assign(log_norm=lambda d: np.log10(d["grad_norm"]))
@@ -110,7 +104,20 @@ def timestep_profiles(tables):
         for c in ("architecture", "activation", "normalization", "configuration")
         if c in data.columns
     ]
-    data = _seed_mean(data, [*keys, "when", "distance"], "log_norm")
+    return _seed_mean(data, [*keys, "when", x], "log_norm")
+
+
+def timestep_profiles(tables):
+    """log10 ||dL/dh_t|| vs distance from the output, top recurrent layer, at init and after training."""
+    timesteps = probe_table(tables, "timesteps")
+    if timesteps is None:
+        return None
+    # The top recurrent layer (read by the head) of each run.
+    order = timesteps["layer"].str.extract(r"(\d+)$")[0].astype(float)
+    top = order.groupby(timesteps["run_id"]).transform("max")
+    data = _log_norm_by_configuration(tables, timesteps[order == top], "distance")
+    if data is None:
+        return None
     args = _line_style(data, tables)
     g = sns.relplot(
         data=data, x="distance", y="log_norm", kind="line", errorbar=None, height=2.8, aspect=1.3,
@@ -128,17 +135,9 @@ def depth_profile(tables):
     depth = probe_table(tables, "depth")
     if depth is None:
         return None
-    data = depth[np.isfinite(depth["grad_norm"]) & (depth["grad_norm"] > 0)]
-    if data.empty:
+    data = _log_norm_by_configuration(tables, depth, "position")
+    if data is None:
         return None
-    data = _init_and_final(data).assign(log_norm=lambda d: np.log10(d["grad_norm"]))
-    data = data.merge(_settings(tables), on="run_id", how="left")
-    keys = [
-        c
-        for c in ("architecture", "activation", "normalization", "configuration")
-        if c in data.columns
-    ]
-    data = _seed_mean(data, [*keys, "when", "position"], "log_norm")
     g = sns.relplot(
         data=data, x="position", y="log_norm", kind="line", marker="o", errorbar=None, height=2.8,
         aspect=1.3, row="when", row_order=[w for w in ("init", "final") if w in set(data["when"])],
