@@ -29,8 +29,7 @@ import numpy as np  # noqa: E402
 from keras_ablate.config import RunSettings, RunSpec, make_run_id  # noqa: E402
 from keras_ablate.data import load_dataset  # noqa: E402
 from keras_ablate.models import build_model  # noqa: E402
-from keras_ablate.models.layers import loss_for  # noqa: E402
-from keras_ablate.training.loop import build_instrumented, make_optimizer, run_one  # noqa: E402
+from keras_ablate.training.loop import build_instrumented, compile_model, run_one  # noqa: E402
 
 # The default grid's dataset and base settings (ablations.yaml).
 DATASET = {
@@ -70,14 +69,7 @@ def settings_for(architecture: str, **overrides) -> dict:
 def plain_model(settings: dict, dataset, seed: int) -> keras.Model:
     keras.utils.set_random_seed(seed)
     model = build_model(settings, dataset)
-    model.compile(
-        optimizer=make_optimizer(settings),
-        loss=loss_for(dataset),
-        metrics=[dataset.metric],
-        jit_compile=settings["jit_compile"],
-        steps_per_execution=settings["steps_per_execution"],
-    )
-    return model
+    return compile_model(model, settings, dataset)
 
 
 def step_overhead(architecture: str, steps: int, rounds: int) -> tuple[float, float, float, list]:

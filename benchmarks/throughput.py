@@ -64,8 +64,7 @@ def plain_loop(path: str) -> None:
 
     from keras_ablate.data import load_dataset
     from keras_ablate.models import build_model
-    from keras_ablate.models.layers import loss_for
-    from keras_ablate.training.loop import make_optimizer
+    from keras_ablate.training.loop import compile_model
 
     inside = 0.0
     for spec in _specs(path):
@@ -74,13 +73,7 @@ def plain_loop(path: str) -> None:
         data = load_dataset(spec.dataset["name"], spec.dataset["options"])
         keras.utils.set_random_seed(spec.seed)
         model = build_model(s, data)
-        model.compile(
-            optimizer=make_optimizer(s),
-            loss=loss_for(data),
-            metrics=[data.metric],
-            jit_compile=s["jit_compile"],
-            steps_per_execution=s["steps_per_execution"],
-        )
+        compile_model(model, s, data)
         model.fit(
             data.x_train,
             data.y_train,
@@ -102,8 +95,7 @@ def tuner_grid(path: str, workdir: str) -> None:
 
     from keras_ablate.data import load_dataset
     from keras_ablate.models import build_model
-    from keras_ablate.models.layers import loss_for
-    from keras_ablate.training.loop import make_optimizer
+    from keras_ablate.training.loop import compile_model
 
     specs = _specs(path)
     base = specs[0].settings
@@ -114,14 +106,7 @@ def tuner_grid(path: str, workdir: str) -> None:
         def build(self, hp):
             settings = {**base, **{k: hp.Choice(k, levels) for k, levels in axes.items()}}
             model = build_model(settings, data)
-            model.compile(
-                optimizer=make_optimizer(settings),
-                loss=loss_for(data),
-                metrics=[data.metric],
-                jit_compile=settings["jit_compile"],
-                steps_per_execution=settings["steps_per_execution"],
-            )
-            return model
+            return compile_model(model, settings, data)
 
     tuner = kt.GridSearch(
         Model(),

@@ -49,6 +49,14 @@ def build_instrumented(settings: dict, dataset, seed: int, capacity: int) -> Ins
     model = InstrumentedModel(
         inputs=functional.inputs, outputs=functional.outputs, name=functional.name
     )
+    compile_model(model, settings, dataset)
+    model.configure_instruments(settings["clip"], capacity)
+    return model
+
+
+def compile_model(model: keras.Model, settings: dict, dataset) -> keras.Model:
+    """Compile with the run's optimizer (clipping included), task loss and metric, jit and
+    steps_per_execution: the one place that says how a run's model is compiled."""
     model.compile(
         optimizer=make_optimizer(settings),
         loss=loss_for(dataset),
@@ -56,7 +64,6 @@ def build_instrumented(settings: dict, dataset, seed: int, capacity: int) -> Ins
         jit_compile=settings["jit_compile"],
         steps_per_execution=settings["steps_per_execution"],
     )
-    model.configure_instruments(settings["clip"], capacity)
     return model
 
 
