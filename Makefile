@@ -6,7 +6,7 @@ FILE ?= ablations.yaml
 RESULTS ?= results
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup test test-fast lint format plan ablate report tune claims bench clean
+.PHONY: setup test lint format plan ablate report tune claims bench clean
 
 setup: $(BIN)/keras-ablate
 
@@ -49,6 +49,13 @@ claims: setup
 TUNE_ARGS ?= --arm activation=tanh --arm normalization=none --arm clip=none
 tune: setup
 	$(BIN)/keras-ablate tune $(FILE) --results-dir $(RESULTS) $(TUNE_ARGS)
+
+# Speed and overhead measurements (printed ratios, side by side in one invocation; minutes).
+bench: setup
+	$(BIN)/python benchmarks/overhead.py
+	$(BIN)/python benchmarks/cells.py
+	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/report_scale.py
 
 clean:
 	rm -rf build dist src/*.egg-info .pytest_cache
