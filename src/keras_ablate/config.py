@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from keras_ablate import data as data_registry
 from keras_ablate.errors import ConfigError, suggest, unknown_name
@@ -107,6 +107,15 @@ def _check_name(kind: str, value: str, choices) -> str:
     return value
 
 
+# Settings whose value must be a name from a registry (the error lists the known names).
+_REGISTRIES = {
+    "architecture": ARCHITECTURES,
+    "activation": ACTIVATIONS,
+    "normalization": NORMALIZATIONS,
+    "optimizer": OPTIMIZERS,
+}
+
+
 class RunSettings(BaseModel):
     """Every setting of one run. Each field name is the YAML key, the column and the hp name."""
 
@@ -161,25 +170,10 @@ class RunSettings(BaseModel):
     jit_compile: bool = Field(True, description="compile the train step with XLA")
     steps_per_execution: int = Field(1, ge=1, description="train steps per tf.function call")
 
-    @field_validator("architecture")
+    @field_validator("architecture", "activation", "normalization", "optimizer")
     @classmethod
-    def _architecture(cls, v: str) -> str:
-        return _check_name("architecture", v, ARCHITECTURES)
-
-    @field_validator("activation")
-    @classmethod
-    def _activation(cls, v: str) -> str:
-        return _check_name("activation", v, ACTIVATIONS)
-
-    @field_validator("normalization")
-    @classmethod
-    def _normalization(cls, v: str) -> str:
-        return _check_name("normalization", v, NORMALIZATIONS)
-
-    @field_validator("optimizer")
-    @classmethod
-    def _optimizer(cls, v: str) -> str:
-        return _check_name("optimizer", v, OPTIMIZERS)
+    def _registered(cls, v: str, info: ValidationInfo) -> str:
+        return _check_name(info.field_name, v, _REGISTRIES[info.field_name])
 
     @field_validator("clip", mode="before")
     @classmethod
