@@ -6,7 +6,8 @@ process, rounds interleaved in ABBA order so machine load hits both alike. Per r
 model, the median time between consecutive train batches; reported: the median over rounds
 of each, their ratio, and the range of the per-round ratios (the noise).
 
-Part 2 (probe-batch instruments, goal: at most 10 %): full `run_one` runs with default-grid
+Part 2 (probe-batch instruments, goal: at most 10 %): full runs as a worker trains them
+(executors.run_spec, with the imports frozen out of the garbage collector's sight), default-grid
 settings (ablations.yaml, clip norm:1.0, tanh), every architecture x normalization, each
 reporting the seconds its probes took (tracing included) against its wall time; the total
 is the share over all of them, as a grid run would see it.
@@ -28,8 +29,9 @@ import numpy as np  # noqa: E402
 
 from keras_ablate.config import RunSettings, RunSpec, make_run_id  # noqa: E402
 from keras_ablate.data import load_dataset  # noqa: E402
+from keras_ablate.executors import configure_threads, frozen_imports, run_spec  # noqa: E402
 from keras_ablate.models import build_model  # noqa: E402
-from keras_ablate.training.loop import build_instrumented, compile_model, run_one  # noqa: E402
+from keras_ablate.training.loop import build_instrumented, compile_model  # noqa: E402
 
 # The default grid's dataset and base settings (ablations.yaml).
 DATASET = {
@@ -113,7 +115,7 @@ def probe_share(architecture: str, **overrides) -> tuple[float, float]:
     """(probe seconds, wall seconds) of one default-grid run."""
     settings = settings_for(architecture, **overrides)
     spec = RunSpec("bench", make_run_id(settings, DATASET, 0), settings, DATASET, 0, {})
-    summary = run_one(spec).summary
+    summary, _ = run_spec(spec)
     return summary["probe_time_s"], summary["wall_time_s"]
 
 
@@ -127,6 +129,8 @@ def main() -> None:
     )
     parser.add_argument("--runs", default=grid, help="probe part, arch:normalization ('' skips it)")
     args = parser.parse_args()
+    # One intra/inter-op thread per run, as every executor trains by default (resources.num_cpus).
+    configure_threads(1)
     print(f"cpu count {os.cpu_count()}, load average {os.getloadavg()[0]:.2f} at start")
 
     print(
@@ -147,11 +151,12 @@ def main() -> None:
     print("\nprobe-batch instruments: one default-grid run each (6 epochs of 32 steps, 7 probes)")
     print(f"{'run':14s} {'probe s':>8s} {'wall s':>7s} {'share':>6s}")
     total_probe = total_wall = 0.0
-    for run in filter(None, args.runs.split(",")):
-        architecture, _, normalization = run.partition(":")
-        probe, wall = probe_share(architecture, normalization=normalization or "none")
-        total_probe, total_wall = total_probe + probe, total_wall + wall
-        print(f"{run:14s} {probe:8.2f} {wall:7.2f} {probe / wall:6.1%}")
+    with frozen_imports():
+        for run in filter(None, args.runs.split(",")):
+            architecture, _, normalization = run.partition(":")
+            probe, wall = probe_share(architecture, normalization=normalization or "none")
+            total_probe, total_wall = total_probe + probe, total_wall + wall
+            print(f"{run:14s} {probe:8.2f} {wall:7.2f} {probe / wall:6.1%}")
     if total_wall:
         print(f"{'all':14s} {total_probe:8.2f} {total_wall:7.2f} {total_probe / total_wall:6.1%}")
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
