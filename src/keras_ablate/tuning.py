@@ -21,7 +21,7 @@ from keras_ablate.config import Experiment, RunSettings
 from keras_ablate.data import load_dataset
 from keras_ablate.errors import ConfigError, UserError
 from keras_ablate.objectives import Objective, get_objective, last_value
-from keras_ablate.training.loop import build_instrumented, history_frame
+from keras_ablate.training.loop import build_instrumented, fit_data, history_frame
 from keras_ablate.training.step import StopOnDivergence
 from keras_ablate.tuning_config import BEST_FILE, Arm, SearchDim, tuning_root
 
@@ -102,13 +102,9 @@ class ArmHyperModel(kt.HyperModel):
         data = self.dataset
         initial_epoch = int(kwargs.get("initial_epoch", 0))
         fit = model.fit(
-            data.x_train,
-            data.y_train,
-            batch_size=settings["batch_size"],
+            **fit_data(data, settings["batch_size"]),
             epochs=int(kwargs.get("epochs", settings["epochs"])),
             initial_epoch=initial_epoch,
-            validation_data=(data.x_val, data.y_val),
-            shuffle=True,
             verbose=0,
             callbacks=[*kwargs.get("callbacks", []), StopOnDivergence()],
         )
