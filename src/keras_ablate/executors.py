@@ -145,7 +145,13 @@ def _release_models() -> None:
     import sys
 
     if "keras" in sys.modules:
-        sys.modules["keras"].backend.clear_session()
+        sys.modules["keras"].backend.clear_session()  # ends with a full gc.collect()
+    if gc.get_freeze_count():
+        # What survived that collection is mostly TensorFlow's own per-model leftovers (about
+        # 17,000 objects a run, never freed until the process ends: why workers are recycled).
+        # Frozen, they are not walked again by the next run's collection: 0.02 s a run instead
+        # of growing by about 0.01 s with every run (measured).
+        gc.freeze()
 
 
 # ---------------------------------------------------------------------------------------------

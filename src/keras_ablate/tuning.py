@@ -105,6 +105,7 @@ class ArmHyperModel(kt.HyperModel):
             **fit_data(data, settings["batch_size"]),
             epochs=int(kwargs.get("epochs", settings["epochs"])),
             initial_epoch=initial_epoch,
+            shuffle=False,  # the pipeline shuffles; Keras warns about its default True with one
             verbose=0,
             callbacks=[*kwargs.get("callbacks", []), StopOnDivergence()],
         )

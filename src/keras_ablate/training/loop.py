@@ -113,6 +113,7 @@ def run_one(spec: RunSpec) -> RunRecord:
     fit = model.fit(
         **fit_data(dataset, settings["batch_size"]),
         epochs=settings["epochs"],
+        shuffle=False,  # the pipeline shuffles; Keras warns about its default True with one
         verbose=0,
         callbacks=[probes, StopOnDivergence()],
     )
