@@ -12,7 +12,7 @@ settings (ablations.yaml, clip norm:1.0, tanh), every architecture x normalizati
 reporting the seconds its probes took (tracing included) against its wall time; the total
 is the share over all of them, as a grid run would see it.
 
-    .venv/bin/python benchmarks/overhead.py [--steps 60] [--rounds 6] [--architectures lstm,cnn]
+    .venv/bin/python benchmarks/overhead.py [--steps 300] [--rounds 16] [--architectures lstm,cnn]
 """
 
 from __future__ import annotations
@@ -31,7 +31,11 @@ from keras_ablate.config import RunSettings, RunSpec, make_run_id  # noqa: E402
 from keras_ablate.data import load_dataset  # noqa: E402
 from keras_ablate.executors import configure_threads, frozen_imports, run_spec  # noqa: E402
 from keras_ablate.models import build_model  # noqa: E402
-from keras_ablate.training.loop import build_instrumented, compile_model  # noqa: E402
+from keras_ablate.training.loop import (  # noqa: E402
+    array_pipeline,
+    build_instrumented,
+    compile_model,
+)
 
 # The default grid's dataset and base settings (ablations.yaml).
 DATASET = {
@@ -89,16 +93,16 @@ def step_overhead(architecture: str, steps: int, rounds: int) -> tuple[float, fl
             settings, dataset, seed=0, capacity=steps * (rounds + 1)
         ),
     }
+    # The input pipeline the suite trains from (tf.data autotuning off), the same for both.
+    data = array_pipeline(x, y, batch, shuffle=False)
     timer = BatchTimes()
     for model in models.values():  # trace and compile outside the timed rounds
-        model.fit(x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False)
+        model.fit(data, epochs=1, verbose=0, shuffle=False)
     medians = {name: [] for name in models}
     for index in range(rounds):
         order = list(models) if index % 2 == 0 else list(models)[::-1]
         for name in order:
-            models[name].fit(
-                x, y, batch_size=batch, epochs=1, verbose=0, shuffle=False, callbacks=[timer]
-            )
+            models[name].fit(data, epochs=1, verbose=0, shuffle=False, callbacks=[timer])
             medians[name].append(statistics.median(timer.intervals))
     ratios = [b / a for a, b in zip(medians["plain"], medians["instrumented"], strict=True)]
     # Load only ever slows a round down: the fastest round of each is the least disturbed.
@@ -121,8 +125,8 @@ def probe_share(architecture: str, **overrides) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=60, help="train steps per model per round")
-    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--steps", type=int, default=300, help="train steps per model per round")
+    parser.add_argument("--rounds", type=int, default=16)
     parser.add_argument("--architectures", default="lstm,cnn", help="per-step part ('' skips it)")
     grid = ",".join(
         f"{a}:{n}" for a in ("cnn", "rnn", "lstm", "gru") for n in ("none", "batch", "layer")

@@ -79,12 +79,12 @@ def fit_data(dataset, batch_size: int) -> dict:
     cores are.
     """
     return {
-        "x": _array_pipeline(dataset.x_train, dataset.y_train, batch_size, shuffle=True),
-        "validation_data": _array_pipeline(dataset.x_val, dataset.y_val, batch_size, shuffle=False),
+        "x": array_pipeline(dataset.x_train, dataset.y_train, batch_size, shuffle=True),
+        "validation_data": array_pipeline(dataset.x_val, dataset.y_val, batch_size, shuffle=False),
     }
 
 
-def _array_pipeline(x, y, batch_size: int, shuffle: bool) -> tf.data.Dataset:
+def array_pipeline(x, y, batch_size: int, shuffle: bool) -> tf.data.Dataset:
     # Keras's own adapter (what fit uses for arrays); there is no public way to build it.
     from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter
 
