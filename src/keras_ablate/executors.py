@@ -70,7 +70,10 @@ def _single_threaded_xla() -> None:
     TF's intra/inter-op settings do not reach the pool that XLA-compiled steps run in, so two
     one-thread workers still ran four busy threads on two cores: measured here, three default-grid
     runs took 16.4 s and 18.9 s in two concurrent processes against 12.5 s and 15.7 s with this
-    flag, 11.1 s alone either way, and the records were bit-identical with and without it.
+    flag, 11.1 s alone either way. It is part of the numerics like the thread count: records of
+    cnn, lstm and gru runs came out bit-identical with and without it, those of SimpleRNN runs
+    did not (all 24 rnn runs of the default grid differ in the last bits; checked again with
+    XLA_FLAGS=--xla_cpu_multi_thread_eigen=true). Every executor sets it for one-thread runs.
     """
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_cpu_multi_thread_eigen" not in flags:
