@@ -400,15 +400,10 @@ def import_ray():
     return ray
 
 
-_RAY_FROZEN = False
-
-
 def _ray_task(spec_json: dict, threads: int) -> tuple[dict, dict]:
-    global _RAY_FROZEN
     threads_in_effect = configure_threads(threads)
-    if not _RAY_FROZEN:  # a Ray worker process runs many tasks: freeze once, at its first
+    if not gc.get_freeze_count():  # a Ray worker process runs many tasks: freeze at its first
         freeze_imports()
-        _RAY_FROZEN = True
     return run_spec(RunSpec.from_json(spec_json), threads_in_effect)
 
 
