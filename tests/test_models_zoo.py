@@ -223,9 +223,9 @@ def test_spectral_radius_initialization(architecture, normalization, radius):
         assert spectral_radius(block) == pytest.approx(radius, rel=1e-3)
 
 
-def test_recurrent_layer_norm_standardizes_summed_inputs_at_every_timestep():
+def test_recurrent_layer_sum_standardizes_summed_inputs_at_every_timestep():
     # Linear activation, fresh gain 1 and bias 0: the output *is* the normalized summed input.
-    layer = _layer("rnn", normalization="layer", activation="linear", units=16)
+    layer = _layer("rnn", normalization="layer_sum", activation="linear", units=16)
     out = np.asarray(layer(_inputs(5, scale=3.0))).astype(np.float64)  # (batch, time, units)
     np.testing.assert_allclose(out.mean(axis=-1), 0.0, atol=1e-5)
     np.testing.assert_allclose(out.var(axis=-1), 1.0, rtol=5e-3)  # var / (var + 1e-3)

@@ -43,6 +43,13 @@ class Dataset:
         return int(self.x_train.shape[1])
 
     @property
+    def padded(self) -> bool:
+        """Whether any example holds padding (token id 0): then models build a padding mask."""
+        if self.input_kind != "tokens":
+            return False
+        return bool((self.x_train == 0).any() or (self.x_val == 0).any())
+
+    @property
     def n_features(self) -> int:
         return int(self.x_train.shape[2]) if self.input_kind == "features" else 0
 

@@ -8,17 +8,28 @@ Conventions and documented choices:
   so a step costs two matmuls whatever the variant.
 - LSTM gates are `learned` or forced to a constant 0.0 / 1.0; `coupled=True` is CIFG (f = 1 - i).
   A forced gate has no weights. With f=0, i=1, o=1 the cell computes h = tanh(tanh(Wx + Uh + b)).
-- `normalization='layer'` (Ba et al. 2016): each block's summed input a = Wx + Uh (for the GRU
-  candidate, Wx + r * Uh) is normalized over its units at every timestep, then scaled by a gain
-  (init 1) and shifted by the bias; gain and bias are shared over time. The cell state c is
-  not normalized.
+- `normalization='layer'` (Ba et al. 2016, their LSTM eqs. 20-22): the input term Wx and the
+  recurrent term Uh are layer-normalized *separately*, each gate block (and the candidate
+  block) over its own units at every timestep, each term with its own gain (init 1):
+  pre = g_x * LN(Wx) + g_h * LN(Uh) + b. The LSTM output reads the normalized cell,
+  h = o * act(g_c * LN(c) + b_c), while the carried c stays unnormalized. The GRU candidate is
+  g_x * LN(Wx) + r * (g_h * LN(Uh)) + b (the reset gate applied to the recurrent term, as this
+  cell defines it); the plain RNN is g_x * LN(Wx) + g_h * LN(Uh) + b.
+- `normalization='layer_sum'`: each block of the *sum* a = Wx + Uh (for the GRU candidate,
+  Wx + r * Uh) is normalized, then scaled by one gain and shifted by the bias:
+  pre = g * LN(Wx + Uh) + b, and c is not normalized. For the plain RNN this is exactly Ba et
+  al.'s vanilla-RNN equation; inside an LSTM it is a different model, which trains far slower
+  with small embeddings (std(Wx)/std(Uh) ~ 0.08 at init, so the sum drowns the input).
+  Gains and biases are shared over time; LN uses Keras's epsilon 1e-3 inside the square root.
 - `normalization='batch'` (Cooijmans et al. 2016): Wx and Uh are batch-normalized separately,
   each with its own scale (init `bn_gamma_init`, 0.1 by default) and no shift (the bias is the
   shift). Training uses the statistics of the current batch at the current timestep.
   Inference statistics: one moving mean/variance per term, *shared over time*, updated at every
   timestep with `bn_momentum` (0.99), so they average roughly the last 100 (batch, timestep)
   statistics. This is simpler than the paper's per-timestep population statistics and works
-  for any sequence length; it is what `training=False` (validation, probes) uses. A quirk:
+  for any sequence length; it is what `training=False` (validation, probes) uses. On padded
+  text, statistics count only the examples that are real at each timestep, and a timestep
+  with no real example does not update the moving averages. A quirk:
   Keras's TF loop calls the step once more at time zero to learn the output shape, so the
   in-loop (recurrent-term) statistics get one extra update from t = 0 per batch.
 - `ZooRNN` (the layer the registry builds) computes x @ kernel for the whole sequence before
@@ -88,8 +99,10 @@ class ZooCell(keras.layers.Layer):
         super().__init__(**kwargs)
         if kind not in ("rnn", "lstm", "gru"):
             raise ValueError(f"kind must be rnn, lstm or gru, got '{kind}'")
-        if normalization not in ("none", "layer", "batch"):
-            raise ValueError(f"normalization must be none, layer or batch, got '{normalization}'")
+        if normalization not in ("none", "layer", "layer_sum", "batch"):
+            raise ValueError(
+                f"normalization must be none, layer, layer_sum or batch, got '{normalization}'"
+            )
         self.units, self.kind, self.normalization = int(units), kind, normalization
         self.activation_name = activation if isinstance(activation, str) else None
         self.maxout = activation == "maxout"
@@ -138,6 +151,21 @@ class ZooCell(keras.layers.Layer):
         )
         self.bias = self.add_weight(shape=(columns,), initializer=self._bias_init, name="bias")
         if self.normalization == "layer":
+            # Ba et al. (2016): one gain per normalized term (their LN's shift is the bias).
+            self.input_gain = self.add_weight(
+                shape=(columns,), initializer="ones", name="input_gain"
+            )
+            self.recurrent_gain = self.add_weight(
+                shape=(columns,), initializer="ones", name="recurrent_gain"
+            )
+            if self.kind == "lstm":
+                self.cell_gain = self.add_weight(
+                    shape=(self.units,), initializer="ones", name="cell_gain"
+                )
+                self.cell_bias = self.add_weight(
+                    shape=(self.units,), initializer="zeros", name="cell_bias"
+                )
+        if self.normalization == "layer_sum":
             self.gain = self.add_weight(shape=(columns,), initializer="ones", name="gain")
         if self.normalization == "batch":
             for term in ("input", "recurrent"):
@@ -169,31 +197,40 @@ class ZooCell(keras.layers.Layer):
 
     # -- the step ------------------------------------------------------------------------------
 
-    def call(self, inputs, states, training=False):
-        h, new_states, _ = self._step(inputs, states, training)
+    def call(self, inputs, states, training=False, weight=None):
+        """One step; `weight` (batch, 1), 1 on real tokens and 0 on padding, is for callers that
+        step the cell themselves (the probes): batch-norm statistics then skip padded examples."""
+        h, new_states, _ = self._step(inputs, states, training, weight=weight)
         return h, new_states
 
     def gate_values(self, inputs, states) -> dict:
         """Gate activations of one step on (inputs, states) at inference (no statistics updated)."""
         return self._step(inputs, states, training=False)[2]
 
-    def _step(self, inputs, states, training, projected=False):
-        """One step; with `projected`, `inputs` is already x @ kernel (batch-normalized if so set)."""
+    def _step(self, inputs, states, training, projected=False, weight=None):
+        """One step.
+
+        Args:
+            inputs: (batch, features), or with `projected` the normalized x @ kernel (see
+                `project_sequence`).
+            weight: None, or (batch, 1) floats, 1 where this step is a real token and 0 on
+                padding: batch-norm statistics then count real examples only.
+        """
         states = states if isinstance(states, (list, tuple)) else [states]
         h = states[0]
-        x_part = inputs if projected else ops.matmul(inputs, self.kernel)
+        x_part = inputs if projected else self._input_term(inputs, training, weight)
         h_part = ops.matmul(h, self.recurrent_kernel)
         if self.normalization == "batch":
-            if not projected:
-                x_part = self._batch_norm(x_part, "input", training)
-            h_part = self._batch_norm(h_part, "recurrent", training)
+            h_part = self._batch_norm(h_part, "recurrent", training, weight)
+        elif self.normalization == "layer":
+            h_part = self._layer_norm_blocks(h_part) * self.recurrent_gain
         split, units = self.n_gate_columns, self.units
         if self.kind != "gru" and self.pieces == 1:
-            # Every block is `units` wide: add, normalize and bias all of them in one go.
-            summed = self._normalized_sum(x_part + h_part, 0, self.n_columns, units)
+            # Every block is `units` wide: add, normalize (layer_sum) and bias all of them in one go.
+            summed = self._biased(x_part + h_part, 0, self.n_columns)
             gate_pre, candidate_pre = summed[:, :split], summed[:, split:]
         else:
-            gate_pre = self._normalized_sum(x_part[:, :split] + h_part[:, :split], 0, split, units)
+            gate_pre = self._biased(x_part[:, :split] + h_part[:, :split], 0, split)
         sig = ops.sigmoid(gate_pre) if split else None
         gates = {
             name: sig[:, j * units : (j + 1) * units] for j, name in enumerate(self.gate_names)
@@ -208,9 +245,8 @@ class ZooCell(keras.layers.Layer):
                 recurrent_candidate = ops.reshape(
                     gates["reset"][:, :, None] * pieces, (-1, units * self.pieces)
                 )
-            width = units * self.pieces
-            candidate_pre = self._normalized_sum(
-                x_part[:, split:] + recurrent_candidate, split, self.n_columns, width
+            candidate_pre = self._biased(
+                x_part[:, split:] + recurrent_candidate, split, self.n_columns
             )
         candidate = self._candidate(candidate_pre)
         gates["candidate"] = candidate
@@ -233,26 +269,44 @@ class ZooCell(keras.layers.Layer):
         f = gates["forget"] if self.modes["forget"] == "learned" else self.modes["forget"]
         o = gates["output"] if self.modes["output"] == "learned" else self.modes["output"]
         c_new = i * candidate if isinstance(f, float) and f == 0.0 else f * c + i * candidate
+        # Ba et al. (2016, eq. 22): the output reads tanh(LN(c_t)); the carried c_t stays as it is.
+        c_out = (
+            _layer_norm(c_new) * self.cell_gain + self.cell_bias
+            if self.normalization == "layer"
+            else c_new
+        )
         h_new = (
-            self.activation(c_new)
+            self.activation(c_out)
             if isinstance(o, float) and o == 1.0
-            else o * self.activation(c_new)
+            else o * self.activation(c_out)
         )
         return h_new, [h_new, c_new], gates
 
-    def _normalized_sum(self, summed, start, stop, width):
-        """Bias added (and, for layer norm, each `width`-wide block normalized and scaled first)."""
+    def _input_term(self, inputs, training, weight=None):
+        """x @ kernel, normalized as `normalization` says for the input term (batch, or layer)."""
+        x_part = ops.matmul(inputs, self.kernel)
+        if self.normalization == "batch":
+            return self._batch_norm(x_part, "input", training, weight)
         if self.normalization == "layer":
-            blocks = ops.reshape(summed, (-1, (stop - start) // width, width))
-            # Mean and mean square are independent reductions, so XLA fuses them into one pass.
-            mean = ops.mean(blocks, axis=-1, keepdims=True)
-            variance = ops.maximum(
-                ops.mean(ops.square(blocks), axis=-1, keepdims=True) - ops.square(mean), 0.0
-            )
-            normalized = ops.reshape(
-                (blocks - mean) * ops.rsqrt(variance + _EPSILON), (-1, stop - start)
-            )
-            summed = normalized * self.gain[start:stop]
+            return self._layer_norm_blocks(x_part) * self.input_gain
+        return x_part
+
+    def _layer_norm_blocks(self, term):
+        """Layer-normalize each gate block (units wide) and the candidate block (units x pieces) on its own."""
+        split = self.n_gate_columns
+        if self.pieces == 1:
+            return _layer_norm(term, self.units)
+        candidate = _layer_norm(term[:, split:])
+        if not split:
+            return candidate
+        return ops.concatenate([_layer_norm(term[:, :split], self.units), candidate], axis=-1)
+
+    def _biased(self, summed, start, stop):
+        """Add the bias to columns [start, stop) of a summed pre-activation (for `layer_sum`, after
+        normalizing each block of the sum and scaling it by its gain)."""
+        if self.normalization == "layer_sum":
+            width = self.units if start < self.n_gate_columns else self.units * self.pieces
+            summed = _layer_norm(summed, width) * self.gain[start:stop]
         return summed + self.bias[start:stop]
 
     def _candidate(self, pre):
@@ -260,50 +314,71 @@ class ZooCell(keras.layers.Layer):
             return self.activation(pre)
         return ops.max(ops.reshape(pre, (-1, self.units, self.pieces)), axis=-1)
 
-    def _batch_norm(self, term, which: str, training):
+    def _batch_norm(self, term, which: str, training, weight=None):
         moving_mean = getattr(self, f"{which}_moving_mean")
         moving_variance = getattr(self, f"{which}_moving_variance")
         if training:
-            # Independent reductions (mean, mean square) fuse into one pass under XLA.
-            mean = ops.mean(term, axis=0)
-            variance = ops.maximum(ops.mean(ops.square(term), axis=0) - ops.square(mean), 0.0)
+            mean, variance, counted = _batch_moments(term, weight, axis=0)
             m = self.bn_momentum
-            moving_mean.assign(moving_mean * m + ops.stop_gradient(mean) * (1.0 - m))
-            moving_variance.assign(moving_variance * m + ops.stop_gradient(variance) * (1.0 - m))
+            new_mean = moving_mean * m + ops.stop_gradient(mean) * (1.0 - m)
+            new_variance = moving_variance * m + ops.stop_gradient(variance) * (1.0 - m)
+            if counted is not None:
+                # A step where every example is padding leaves the statistics as they were.
+                new_mean = ops.where(counted, new_mean, moving_mean)
+                new_variance = ops.where(counted, new_variance, moving_variance)
+            moving_mean.assign(new_mean)
+            moving_variance.assign(new_variance)
         else:
             mean, variance = moving_mean, moving_variance
         # Scale per column first: one (columns,) vector instead of two full-size products.
         return (term - mean) * (ops.rsqrt(variance + _EPSILON) * getattr(self, f"{which}_gamma"))
 
-    def project_sequence(self, sequences, training, go_backwards=False):
-        """x_t @ kernel for every t at once (one big matmul instead of one per step).
+    def project_sequence(self, sequences, training, go_backwards=False, mask=None):
+        """The input term x_t @ kernel for every t at once (one big matmul instead of one per step).
 
-        With batch norm, each timestep is normalized with its own batch statistics, as in the
-        step, and the moving averages receive the same T updates the step would make, in
-        closed form: m_T = mu^T m_0 + (1 - mu) sum_t mu^(T-t) s_t (t in processing order).
+        Layer norm (`layer`) normalizes it here too, per example and timestep. With batch norm,
+        each timestep is normalized with its own batch statistics, over the examples that are
+        real at that step when `mask` (batch, time) is given, as in the step; the moving
+        averages receive the same updates the step would make, in closed form: over the counted
+        steps t (processing order, a step with no real example is not counted),
+        m_T = mu^n m_0 + (1 - mu) sum_t mu^(n_after(t)) s_t, n = counted steps.
         """
         projected = ops.matmul(sequences, self.kernel)  # (batch, time, columns)
+        if self.normalization == "layer":
+            return self._layer_norm_blocks_sequence(projected)
         if self.normalization != "batch":
             return projected
         if not training:
             mean, variance = self.input_moving_mean, self.input_moving_variance
         else:
-            mean = ops.mean(projected, axis=0, keepdims=True)  # (1, time, columns)
-            variance = ops.maximum(
-                ops.mean(ops.square(projected), axis=0, keepdims=True) - ops.square(mean), 0.0
-            )
+            weight = None if mask is None else ops.cast(mask, projected.dtype)[..., None]
+            mean, variance, counted = _batch_moments(projected, weight, axis=0, keepdims=True)
             steps = projected.shape[1]
             m = self.bn_momentum
-            weights = (1.0 - m) * m ** ops.arange(steps - 1, -1, -1, dtype="float32")
-            if go_backwards:
-                weights = ops.flip(weights, axis=0)
+            if counted is None:
+                exponents = ops.arange(steps - 1, -1, -1, dtype="float32")
+                if go_backwards:
+                    exponents = ops.flip(exponents, axis=0)
+                weights, decay = (1.0 - m) * m**exponents, m**steps
+            else:
+                counted = ops.cast(ops.reshape(counted, (steps,)), "float32")
+                order = ops.flip(counted, axis=0) if go_backwards else counted
+                # Counted steps processed after each step: a reversed cumulative sum, exclusive.
+                after = ops.flip(ops.cumsum(ops.flip(order, axis=0)), axis=0) - order
+                after = ops.flip(after, axis=0) if go_backwards else after
+                weights, decay = (1.0 - m) * m**after * counted, m ** ops.sum(counted)
             for moving, stat in (
                 (self.input_moving_mean, mean[0]),
                 (self.input_moving_variance, variance[0]),
             ):
                 update = ops.sum(ops.stop_gradient(stat) * weights[:, None], axis=0)
-                moving.assign(moving * m**steps + update)
+                moving.assign(moving * decay + update)
         return (projected - mean) * (ops.rsqrt(variance + _EPSILON) * self.input_gamma)
+
+    def _layer_norm_blocks_sequence(self, projected):
+        shape = ops.shape(projected)
+        flat = ops.reshape(projected, (-1, projected.shape[-1]))
+        return ops.reshape(self._layer_norm_blocks(flat) * self.input_gain, shape)
 
     def get_config(self):
         config = super().get_config()
@@ -325,6 +400,38 @@ class ZooCell(keras.layers.Layer):
             bias_initializer=keras.initializers.serialize(self.bias_initializer),
         )
         return config
+
+
+def _layer_norm(z, width: int | None = None):
+    """Normalize each `width`-wide block of the last axis of a (batch, columns) tensor to mean 0,
+    variance 1 (no gain, no shift); `width=None` normalizes the whole last axis."""
+    columns = z.shape[-1]
+    width = width or columns
+    blocks = ops.reshape(z, (-1, columns // width, width))
+    # Mean and mean square are independent reductions, so XLA fuses them into one pass.
+    mean = ops.mean(blocks, axis=-1, keepdims=True)
+    variance = ops.maximum(
+        ops.mean(ops.square(blocks), axis=-1, keepdims=True) - ops.square(mean), 0.0
+    )
+    return ops.reshape((blocks - mean) * ops.rsqrt(variance + _EPSILON), (-1, columns))
+
+
+def _batch_moments(term, weight=None, axis=0, keepdims=False):
+    """Mean and variance of `term` over the batch `axis`, counting only examples with weight 1.
+
+    Returns:
+        (mean, variance, counted): `counted` (bool) says where at least one example was real;
+        it is None when `weight` is None (every example counts).
+    """
+    if weight is None:
+        mean = ops.mean(term, axis=axis, keepdims=keepdims)
+        square = ops.mean(ops.square(term), axis=axis, keepdims=keepdims)
+        return mean, ops.maximum(square - ops.square(mean), 0.0), None
+    count = ops.sum(weight, axis=axis, keepdims=keepdims)
+    safe = ops.maximum(count, 1.0)
+    mean = ops.sum(term * weight, axis=axis, keepdims=keepdims) / safe
+    square = ops.sum(ops.square(term) * weight, axis=axis, keepdims=keepdims) / safe
+    return mean, ops.maximum(square - ops.square(mean), 0.0), count > 0
 
 
 def gate_values(cell, inputs, states) -> dict:
@@ -384,10 +491,23 @@ class ZooRNN(keras.layers.RNN):
         cell = self.cell
         if type(cell) is not ZooCell or self.unroll:
             return super().inner_loop(sequences, initial_state, mask, training=training)
-        projected = cell.project_sequence(sequences, training, go_backwards=self.go_backwards)
+        projected = cell.project_sequence(
+            sequences, training, go_backwards=self.go_backwards, mask=mask
+        )
+        # Batch norm of the recurrent term needs to know, inside the loop, which examples are
+        # real at this step: the mask rides along as one extra input column.
+        weighted = mask is not None and cell.normalization == "batch" and training
+        if weighted:
+            projected = ops.concatenate(
+                [projected, ops.cast(mask, projected.dtype)[..., None]], axis=-1
+            )
 
         def step(inputs, states):
-            output, new_states, _ = cell._step(inputs, states, training, projected=True)
+            weight = inputs[:, -1:] if weighted else None
+            inputs = inputs[:, :-1] if weighted else inputs
+            output, new_states, _ = cell._step(
+                inputs, states, training, projected=True, weight=weight
+            )
             return output, new_states
 
         if not isinstance(initial_state, (list, tuple)):

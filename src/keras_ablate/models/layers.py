@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import keras
+from keras import ops
 
 from keras_ablate.errors import ConfigError, unknown_name
 from keras_ablate.models.initializers import kernel_initializer
-from keras_ablate.models.names import ACTIVATIONS
+from keras_ablate.models.names import ACTIVATIONS, NORMALIZATIONS
 
 
 def activation_fn(name: str, settings: dict):
@@ -67,19 +68,26 @@ def width_for(settings: dict, units: int) -> int:
     return units * int(settings["maxout_pieces"]) if settings["activation"] == "maxout" else units
 
 
-def norm_and_activation(x, settings: dict, name: str):
+def norm_and_activation(x, settings: dict, name: str, mask=None):
     """Normalization and activation after a linear layer `name`, in the order `norm_position` says.
 
     pre (default): linear -> norm -> activation, so the norm sees pre-activations (Ioffe &
     Szegedy's placement); post: linear -> activation -> norm. Layers: {name}_norm, {name}_act.
+    With a (batch, time) `mask`, batch normalization takes its statistics over real positions only.
     """
     norm = norm_factory(settings["normalization"])
     post = settings["norm_position"] == "post"
+
+    def normalize(x):
+        if mask is not None and settings["normalization"] == "batch":
+            return MaskedBatchNormalization(name=f"{name}_norm")(x, mask=mask)
+        return norm(f"{name}_norm")(x)
+
     if norm is not None and not post:
-        x = norm(f"{name}_norm")(x)
+        x = normalize(x)
     x = activation_layer(settings["activation"], settings, f"{name}_act")(x)
     if norm is not None and post:
-        x = norm(f"{name}_norm")(x)
+        x = normalize(x)
     return x
 
 
@@ -92,22 +100,110 @@ def norm_factory(kind: str):
         return None
     if kind == "batch":
         return lambda name: keras.layers.BatchNormalization(name=name)
-    if kind == "layer":
+    if kind in ("layer", "layer_sum"):
+        # A feed-forward layer has one summed input (Wx), so normalizing "the terms separately"
+        # and "their sum" are the same thing here; the levels differ only inside recurrent cells.
         return lambda name: keras.layers.LayerNormalization(name=name)
-    raise ConfigError(unknown_name("normalization", kind, ("none", "batch", "layer")))
+    raise ConfigError(unknown_name("normalization", kind, NORMALIZATIONS))
 
 
 def sequence_input(settings: dict, dataset):
-    """Model input and the (batch, time, features) tensor the body reads: embedded tokens or raw features."""
+    """Model input, the (batch, time, features) tensor the body reads, and the padding mask.
+
+    Returns:
+        (inputs, x, mask): `mask` is a (batch, time) bool tensor, True on real tokens, from the
+        layer `padding_mask` when the dataset holds padding (token id 0), else None. Every
+        architecture consumes it explicitly (recurrent layers carry their state over padding,
+        CNN and MLP pool over real positions only), so pre- and post-padding give the same
+        predictions. Datasets without padding (the synthetic tasks) build the same model as
+        before, with no mask.
+    """
     if dataset.input_kind == "tokens":
         inputs = keras.Input(shape=(dataset.seq_len,), dtype="int32", name="tokens")
         x = keras.layers.Embedding(dataset.vocab_size, settings["embed_dim"], name="embed")(inputs)
+        mask = PaddingMask(name="padding_mask")(inputs) if dataset.padded else None
     else:
         inputs = keras.Input(
             shape=(dataset.seq_len, dataset.n_features), dtype="float32", name="features"
         )
-        x = inputs
-    return inputs, x
+        x, mask = inputs, None
+    return inputs, x, mask
+
+
+class PaddingMask(keras.layers.Layer):
+    """Token ids (batch, time) -> bool mask (batch, time): True on real tokens, False on padding (id 0)."""
+
+    def call(self, tokens):
+        return ops.not_equal(tokens, 0)
+
+    def compute_output_spec(self, tokens):
+        return keras.KerasTensor(tokens.shape, dtype="bool")
+
+
+class MaskedBatchNormalization(keras.layers.BatchNormalization):
+    """BatchNormalization given an explicit mask (statistics over real positions) that, unlike
+    Keras's, attaches no mask to its output: the next layers get the mask explicitly too."""
+
+    def compute_mask(self, inputs, previous_mask):
+        return None
+
+
+class WindowMask(keras.layers.Layer):
+    """The mask of a Conv1D's outputs: an output position is real when every input it reads is real.
+
+    Inputs past either end of the sequence ('same' padding) count as padding. Under this rule a
+    text yields the same set of real windows wherever its padding sits (pre or post).
+    """
+
+    def __init__(self, kernel_size: int, padding: str, **kwargs):
+        super().__init__(**kwargs)
+        self.kernel_size, self.padding = int(kernel_size), padding
+
+    def call(self, mask):
+        counts = ops.conv(
+            ops.cast(mask, "float32")[..., None],
+            ops.ones((self.kernel_size, 1, 1)),
+            padding=self.padding,
+        )
+        return counts[..., 0] > self.kernel_size - 0.5
+
+    def compute_output_spec(self, mask):
+        steps = mask.shape[1]
+        if self.padding == "valid" and steps is not None:
+            steps = steps - self.kernel_size + 1
+        return keras.KerasTensor((mask.shape[0], steps), dtype="bool")
+
+    def get_config(self):
+        return {**super().get_config(), "kernel_size": self.kernel_size, "padding": self.padding}
+
+
+class MaskedGlobalPooling(keras.layers.Layer):
+    """Max or average over the real positions of [x (batch, time, channels), mask (batch, time)].
+
+    An example with no real position (a text shorter than a CNN window) pools to zeros.
+    """
+
+    def __init__(self, mode: str, **kwargs):
+        super().__init__(**kwargs)
+        if mode not in ("max", "average"):
+            raise ValueError(f"pooling must be 'max' or 'average', got {mode!r}")
+        self.mode = mode
+
+    def call(self, inputs):
+        x, mask = inputs
+        real = ops.cast(mask, x.dtype)[..., None]
+        count = ops.sum(real, axis=1)
+        if self.mode == "average":
+            return ops.sum(x * real, axis=1) / ops.maximum(count, 1.0)
+        highest = ops.max(ops.where(mask[..., None], x, ops.full_like(x, float("-inf"))), axis=1)
+        return ops.where(count > 0, highest, ops.zeros_like(highest))
+
+    def compute_output_shape(self, input_shape):
+        shape = input_shape[0]
+        return (shape[0], shape[2])
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode}
 
 
 def dense_block(x, settings: dict, name: str, units: int):

@@ -42,7 +42,9 @@ ACTIVATIONS: tuple[str, ...] = (
     "maxout",
 )
 
-NORMALIZATIONS: tuple[str, ...] = ("none", "batch", "layer")
+# layer: Ba et al.'s LSTM form inside recurrent cells (input and recurrent terms normalized
+# separately); layer_sum: the summed pre-activation normalized. See models/cells.py.
+NORMALIZATIONS: tuple[str, ...] = ("none", "batch", "layer", "layer_sum")
 
 OPTIMIZERS: tuple[str, ...] = ("adam", "sgd", "rmsprop", "adamw")
 

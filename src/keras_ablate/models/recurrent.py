@@ -60,8 +60,9 @@ def recurrent_layer(settings: dict, name: str, return_sequences: bool) -> keras.
 
 def build_recurrent(settings: dict, dataset) -> keras.Model:
     """`depth` recurrent layers rnn_0 .. rnn_{depth-1}; the last returns its final state."""
-    inputs, x = sequence_input(settings, dataset)
+    inputs, x, mask = sequence_input(settings, dataset)
     depth = settings["depth"]
     for i in range(depth):
-        x = recurrent_layer(settings, f"rnn_{i}", return_sequences=i < depth - 1)(x)
+        # Over padded steps (mask False) each layer carries its state unchanged, as Keras does.
+        x = recurrent_layer(settings, f"rnn_{i}", return_sequences=i < depth - 1)(x, mask=mask)
     return keras.Model(inputs, head(x, settings, dataset), name=settings["architecture"])

@@ -9,6 +9,15 @@ with `ProbeCell`, which wraps the layer's own trained cell and adds a zero probe
 *inside* the recurrence (to the output and to the first state); dL/dp_t is then the full
 backprop-through-time gradient dL/dh_t. The norm is taken over the whole probe batch and all
 units: it is the norm of the gradient of the batch-mean loss with respect to the batch's h_t.
+Squares are summed in float64: in float32 entries below ~1e-19 square to zero, and the norm of
+a vanishing gradient read exactly 0 where the float32 gradient itself was not (KERAS_NOTES.md).
+
+On padded text (a model with a `padding_mask`), the replay carries the state over padded steps
+as training does, so dL/dh_t there is 0, and `distance` counts from each example's *last real
+token*: the row at distance d sums the squared gradients of every example at its d-th real
+step before its last one (`n_examples` says how many examples reach that far back), and
+t = T - 1 - distance, the position that step would have under pre-padding. Without padding this
+is the ordinary distance from the end. Unit health and gate values use real positions only.
 
 The replay runs in training mode, so normalization layers use batch statistics as the train
 step does; Dropout is skipped (so probes draw no random numbers and leave the training
@@ -29,8 +38,8 @@ import pandas as pd
 import tensorflow as tf
 from keras import ops
 
-from keras_ablate.models.cells import gate_values
-from keras_ablate.training.step import _group_variables
+from keras_ablate.models.cells import ZooCell, gate_values
+from keras_ablate.training.step import _group_variables, squared_norm
 
 PROBE_SIZE = 64  # examples in the probe batch: the first PROBE_SIZE validation examples.
 SATURATION = 0.99  # |tanh| > 0.99, sigmoid < 0.01 or > 0.99 counts as saturated.
@@ -56,17 +65,18 @@ def mean_loss(loss_name: str):
 
 
 class ProbeCell(keras.layers.Layer):
-    """Wraps a built recurrent cell: input [x_t, p_t] -> output [h_t + p_t, other states], state h_t + p_t.
+    """Wraps a built recurrent cell: input [x_t, p_t(, m_t)] -> output [h_t + p_t, other states], state h_t + p_t.
 
     The inner cell keeps its own weights (nothing is copied). The other states (an LSTM's c_t)
     ride along as output columns so that gate values can be recomputed afterwards for all
     timesteps at once, outside the loop and its gradient (in the loop they cost a third of the
-    probe's tracing time).
+    probe's tracing time). With `masked`, a last input column m_t (1 real, 0 padding) tells a
+    batch-normalized ZooCell which examples its statistics may count, as in training.
     """
 
-    def __init__(self, cell, units: int, **kwargs):
+    def __init__(self, cell, units: int, masked: bool = False, **kwargs):
         super().__init__(**kwargs)
-        self.cell, self.units = cell, int(units)
+        self.cell, self.units, self.masked = cell, int(units), bool(masked)
         self.state_size = cell.state_size
         self.output_size = sum(_state_sizes(cell))
 
@@ -74,8 +84,13 @@ class ProbeCell(keras.layers.Layer):
         self.built = True  # the inner cell is built and trained already
 
     def call(self, inputs, states, training=False):
+        if self.masked:
+            inputs, weight = inputs[:, :-1], inputs[:, -1:]
         x, probe = inputs[:, : -self.units], inputs[:, -self.units :]
-        h, new_states = self.cell(x, states, training=training)
+        if self.masked and isinstance(self.cell, ZooCell):
+            h, new_states = self.cell(x, states, training=training, weight=weight)
+        else:
+            h, new_states = self.cell(x, states, training=training)
         nested = isinstance(new_states, (list, tuple))
         new_list = list(new_states) if nested else [new_states]
         new_list[0] = new_list[0] + probe
@@ -140,8 +155,10 @@ class Probe:
             if isinstance(layer, keras.layers.RNN):
                 cell = layer.cell
                 units = _units_of(cell)
-                gates = _gate_names(cell, units, int(layer.input.shape[-1]))
-                wrapper = ProbeCell(cell, units, name=f"{layer.name}_probe_cell")
+                args, kwargs = _call_arguments(layer)
+                masked = kwargs.get("mask") is not None
+                gates = _gate_names(cell, units, int(args[0].shape[-1]))
+                wrapper = ProbeCell(cell, units, masked, name=f"{layer.name}_probe_cell")
                 rnn = keras.layers.RNN(wrapper, return_sequences=True, name=f"{layer.name}_probe")
                 self.recurrent[layer.name] = {
                     "layer": rnn,
@@ -170,23 +187,31 @@ class Probe:
         for layer in self.model.layers:
             if isinstance(layer, keras.layers.InputLayer):
                 continue
-            args = [values[id(t)] for t in _as_list(layer.input)]
-            arg = args if isinstance(layer.input, (list, tuple)) else args[0]
+            args, kwargs = _call_arguments(layer, values)
             if isinstance(layer, keras.layers.Dropout):
-                out = arg
+                out = args[0]
             elif layer.name in self.recurrent:
                 info = self.recurrent[layer.name]
-                full = info["layer"](
-                    ops.concatenate([arg, probes[layer.name]], axis=-1), training=True
-                )
+                sequence_in, mask = args[0], kwargs.get("mask")
+                columns = [sequence_in, probes[layer.name]]
+                if mask is not None:
+                    columns.append(ops.cast(mask, sequence_in.dtype)[..., None])
+                full = info["layer"](ops.concatenate(columns, axis=-1), mask=mask, training=True)
                 sizes = _state_sizes(info["cell"])
                 bounds = np.cumsum([0, *sizes])
                 states = [full[..., a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+                # Over padded steps the state is carried, so the last position holds the state
+                # after each example's last real token, which is what the model's head reads.
                 sequence = states[0]
-                internals[layer.name] = {"h": sequence, "inputs": arg, "states": states}
+                internals[layer.name] = {
+                    "h": sequence,
+                    "inputs": sequence_in,
+                    "states": states,
+                    "mask": mask,
+                }
                 out = sequence[:, -1] if info["last_only"] else sequence
             else:
-                out = layer(arg, training=True)
+                out = layer(*args, **kwargs, training=True)
                 if layer.name in self.activations:
                     internals[layer.name] = {"h": out}
             values[id(layer.output)] = out
@@ -202,19 +227,28 @@ class Probe:
             loss = self.loss(y, y_pred)
         grads = tape.gradient(loss, [*probes.values(), *variables])
         probe_grads, var_grads = grads[: len(probes)], grads[len(probes) :]
-        # ||dL/dh_t|| over batch and units, one value per timestep.
+        # Squared ||dL/dh_t|| per example and timestep, summed over units in float64 (see the
+        # module docstring); _timestep_frame sums over examples, aligned by distance.
         timesteps = {
-            n: tf.sqrt(tf.reduce_sum(tf.square(g), axis=[0, 2]))
+            n: (
+                tf.reduce_sum(tf.square(tf.cast(g, tf.float64)), axis=2),
+                tf.ones([batch, steps], tf.bool)
+                if internals[n]["mask"] is None
+                else tf.cast(internals[n]["mask"], tf.bool),
+            )
             for n, g in zip(probes, probe_grads, strict=True)
         }
-        squares = {n: tf.constant(0.0) for n in self.layer_names}
+        squares = {n: tf.constant(0.0, tf.float64) for n in self.layer_names}
         for g, owner in zip(var_grads, self._var_layers, strict=True):
             if g is not None:
-                squares[owner] = squares[owner] + tf.reduce_sum(tf.square(tf.convert_to_tensor(g)))
+                squares[owner] = squares[owner] + squared_norm(g)
         depth = {n: tf.sqrt(s) for n, s in squares.items()}
         for name, info in self.recurrent.items():
             parts = internals[name]
             inputs, states = parts.pop("inputs"), parts.pop("states")
+            mask = parts.pop("mask")
+            if mask is not None:
+                parts["real"] = tf.cast(mask, tf.bool)
             if info["gates"]:
                 # States entering step t: those after step t-1, zeros before the first step.
                 previous = [ops.pad(s[:, :-1], [[0, 0], [1, 0], [0, 0]]) for s in states]
@@ -255,6 +289,10 @@ class Probe:
             )
         for name, info in self.recurrent.items():
             parts = {k: v.numpy() for k, v in internals[name].items()}
+            real = parts.pop("real", None)
+            if real is not None:
+                # Real positions only: (batch, time, units) -> (positions, units).
+                parts = {k: v[real] for k, v in parts.items()}
             # The unit nonlinearity is the candidate (for a plain RNN that is h itself).
             main = parts.get("candidate", parts["h"])
             rows += _unit_health(epoch, name, info["kind"], main)
@@ -300,20 +338,35 @@ def _without_graph_optimizer():
 
 
 def _timestep_frame(epoch: int, timesteps: dict) -> pd.DataFrame:
+    """Rows (epoch, layer, t, distance, grad_norm, n_examples) from per-example squared norms.
+
+    Args:
+        timesteps: layer -> (squares (batch, time) float64, real (batch, time) bool).
+    """
     frames = []
-    for name, norms in timesteps.items():
-        norms = norms.numpy().astype(np.float64)
-        t = np.arange(len(norms), dtype=np.int64)
+    for name, (squares, real) in timesteps.items():
+        squares, real = squares.numpy(), real.numpy()
+        steps = squares.shape[1]
+        positions = np.arange(steps)
+        # Distance from each example's last real token (examples with none are left out).
+        last = np.where(real.any(axis=1), steps - 1 - np.argmax(real[:, ::-1], axis=1), -1)
+        distance = last[:, None] - positions[None, :]
+        keep = real & (distance >= 0)
+        total = np.bincount(distance[keep], weights=squares[keep], minlength=steps)[:steps]
+        count = np.bincount(distance[keep], minlength=steps)[:steps]
+        reached = np.flatnonzero(count)
+        d = np.arange(int(reached.max()) + 1 if len(reached) else 0, dtype=np.int64)
         frames.append(
             pd.DataFrame(
                 {
                     "epoch": epoch,
                     "layer": name,
-                    "t": t,
-                    "distance": len(norms) - 1 - t,
-                    "grad_norm": norms,
+                    "t": steps - 1 - d,
+                    "distance": d,
+                    "grad_norm": np.sqrt(total[d]),
+                    "n_examples": count[d].astype(np.int64),
                 }
-            )
+            ).sort_values("t", ignore_index=True)
         )
     if not frames:
         return pd.DataFrame(
@@ -323,9 +376,21 @@ def _timestep_frame(epoch: int, timesteps: dict) -> pd.DataFrame:
                 "t": pd.Series(dtype="int64"),
                 "distance": pd.Series(dtype="int64"),
                 "grad_norm": pd.Series(dtype="float64"),
+                "n_examples": pd.Series(dtype="int64"),
             }
         )
     return pd.concat(frames, ignore_index=True)
+
+
+def _call_arguments(layer, values: dict | None = None) -> tuple[tuple, dict]:
+    """The positional and keyword arguments the model called `layer` with (its first call).
+
+    Symbolic tensors by default; with `values` (id of a model tensor -> value), the values.
+    """
+    arguments = layer._inbound_nodes[0].arguments
+    if values is None:
+        return tuple(arguments.args), dict(arguments.kwargs)
+    return arguments.fill_in(values)
 
 
 def _unit_health(

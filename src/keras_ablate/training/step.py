@@ -57,7 +57,8 @@ def clip_statistics(
     no clipped copy of every gradient, a smaller graph and a faster XLA compile per run.
 
     Args:
-        grads: dense gradients; squares: their squared norms (sum of squares per variable).
+        grads: dense gradients; squares: their squared norms (sum of squares per variable),
+            in float64 (see InstrumentedModel); the results are float64 too.
     """
     kind, c = parse_clip(clip)
     if kind == "none":
@@ -79,9 +80,23 @@ def clip_statistics(
         )  # NaN/Inf norms give NaN, as in Keras.
         return [scale * scale * q for q in squares], scale * total, norm > c
     clipped, fired = clip_gradients(grads, clip)
-    sq_c = [tf.reduce_sum(tf.square(g)) for g in clipped]
-    dot = tf.add_n([tf.reduce_sum(g * h) for g, h in zip(grads, clipped, strict=True)])
+    sq_c = [squared_norm(g) for g in clipped]
+    dot = tf.add_n(
+        [
+            tf.reduce_sum(tf.cast(g, tf.float64) * tf.cast(h, tf.float64))
+            for g, h in zip(grads, clipped, strict=True)
+        ]
+    )
     return sq_c, dot, fired
+
+
+def squared_norm(gradient) -> tf.Tensor:
+    """Sum of squares of a gradient (dense or IndexedSlices, made dense first), in float64.
+
+    In float32 the squares of entries below ~1e-19 flush to zero, so the norm of a vanishing
+    gradient would read exactly 0 while the gradient itself is not (KERAS_NOTES.md).
+    """
+    return tf.reduce_sum(tf.square(tf.cast(tf.convert_to_tensor(gradient), tf.float64)))
 
 
 def optimizer_clip_kwargs(clip: str) -> dict:
@@ -102,7 +117,9 @@ class InstrumentedModel(keras.Model):
     under XLA and with steps_per_execution > 1 and costs no host round trip per step.
     Gradients are made dense before measuring and applying, so the recorded norm of the
     embedding gradient is the true norm (an IndexedSlices norm would count repeated rows
-    separately) and the optimizer clips exactly what we measure.
+    separately) and the optimizer clips exactly what we measure. Squared norms are summed in
+    float64, so tiny gradients do not read 0 (squares below ~1e-38 flush to zero in float32);
+    rows are stored in float32.
     """
 
     def configure_instruments(self, clip: str, capacity: int) -> None:
@@ -133,26 +150,29 @@ class InstrumentedModel(keras.Model):
         self._loss_tracker.update_state(loss, sample_weight=tf.shape(tf.nest.flatten(x)[0])[0])
         variables = self.trainable_variables
         grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
-        sq = [tf.reduce_sum(tf.square(g)) for g in grads]
+        sq = [squared_norm(g) for g in grads]
         sq_c, dot, fired = clip_statistics(grads, sq, self._clip_level)
         norm, norm_c = tf.sqrt(tf.add_n(sq)), tf.sqrt(tf.add_n(sq_c))
         # Unclipped steps have cosine exactly 1; computing it would only add rounding.
-        cosine = tf.where(fired, dot / (norm * norm_c), 1.0)
+        cosine = tf.where(fired, dot / (norm * norm_c), tf.constant(1.0, tf.float64))
         layer_norms = self._per_layer(sq)
         layer_norms_c = self._per_layer(sq_c)
         nonfinite = tf.logical_not(tf.math.is_finite(loss) & tf.math.is_finite(norm))
 
-        row = tf.stack(
-            [
-                tf.cast(loss, tf.float32),
-                norm,
-                norm_c,
-                tf.cast(fired, tf.float32),
-                cosine,
-                tf.cast(nonfinite, tf.float32),
-            ]
-            + layer_norms
-            + layer_norms_c
+        row = tf.cast(
+            tf.stack(
+                [
+                    tf.cast(loss, tf.float64),
+                    norm,
+                    norm_c,
+                    tf.cast(fired, tf.float64),
+                    cosine,
+                    tf.cast(nonfinite, tf.float64),
+                ]
+                + layer_norms
+                + layer_norms_c
+            ),
+            tf.float32,
         )
         step = self._step
         index = tf.minimum(step, self._capacity - 1)
