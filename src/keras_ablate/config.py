@@ -129,7 +129,7 @@ class RunSettings(BaseModel):
     activation: str = Field("tanh", description="main nonlinearity; gates stay sigmoid")
     normalization: str = Field(
         "none",
-        description="none | batch | layer; inside the cell for recurrent models, per layer for cnn/mlp",
+        description="none | batch | layer | layer_sum; inside the cell for recurrent models (layer: Ba et al. LN(Wx) + LN(Uh), layer_sum: LN(Wx + Uh)), per layer for cnn/mlp",
     )
     clip: str = Field("none", description="none | value:X | norm:X | global_norm:X")
     # Model size.
