@@ -10,6 +10,7 @@ import pandas as pd
 
 from keras_ablate import store
 from keras_ablate.analysis.aggregate import load
+from keras_ablate.scoring import blank_history
 
 # Derived columns this module adds (besides final/..., best/... from aggregate.load):
 DERIVED = {
@@ -99,6 +100,10 @@ def _from_records(path: Path, spec: dict, summary: dict) -> dict:
         out.update(_gate_metrics(units))
     history = store.read_table(path, "history")
     if history is not None and not history.empty:
+        # Whatever wrote the folder, nothing measured on diverged weights counts (scoring.py).
+        history = blank_history(
+            history, summary.get("diverged_step"), summary.get("steps_per_epoch")
+        )
         for kind, (train, val) in {
             "accuracy": ("train/accuracy", "val/accuracy"),
             "loss": ("train/loss", "val/loss"),
@@ -114,7 +119,8 @@ def _from_records(path: Path, spec: dict, summary: dict) -> dict:
             values = pd.to_numeric(history[col], errors="coerce")
             out[f"epoch1/{col}"] = float(values.iloc[0])
             if col == "train/loss":
-                out["mean/train/loss"] = float(values.mean())  # NaN when the run diverged
+                # NaN when any epoch has no finite loss (a diverged run): never a mean over fewer epochs.
+                out["mean/train/loss"] = float(values.mean(skipna=False))
     return out
 
 
