@@ -343,3 +343,27 @@ def test_the_reproduction_never_ranks_a_diverged_run_best(write_yaml, tmp_path):
     assert summary["best"][0]["config"].endswith("learning_rate=0.01")
     rate = main_effects[main_effects["axis"] == "learning_rate"].set_index("level")
     assert rate.loc[1e6, "diff"] <= 0
+
+
+def test_a_diverged_configuration_ranks_below_a_finished_one_with_the_same_score(tmp_path):
+    exp = tmp_path / "tie"
+    history = pd.DataFrame(
+        {"epoch": [1, 2], "train/loss": [0.7, np.nan], "val/accuracy": [0.6, 0.7]}
+    )
+    _write(exp, ("cnn", 1.0, 0), "diverged", history, diverged_step=3)
+    _write(exp, ("cnn", 0.01, 0), "ok", history.assign(**{"train/loss": [0.7, 0.6]}))
+    # Plan order puts the diverged configuration first; its score ties with the other's (0.7).
+    store.write_json_atomic(
+        exp / "experiment.json",
+        {"name": "tie", "axes": ["learning_rate"], "run_ids": ["cnn_1.0_0", "cnn_0.01_0"]},
+    )
+    tables = load(exp)
+    summary = sections.summary(
+        tables, effects.main_effects(tables), effects.by_configuration(tables)
+    )
+    configs = [b["config"] for b in summary["best"]]
+    assert configs == [
+        "learning_rate=0.01, architecture=cnn",
+        "learning_rate=1.0, architecture=cnn",
+    ]
+    assert [b["diverged"] for b in summary["best"]] == ["0 / 1", "1 / 1"]

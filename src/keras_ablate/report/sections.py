@@ -71,7 +71,12 @@ def summary(tables: Tables, main: pd.DataFrame, configs: pd.DataFrame) -> dict:
     if not scores.empty:
         status = effects.counts(tables.runs, tables.axes) if tables.axes else None
         ranked = scores[np.isfinite(scores["mean"].to_numpy(dtype=float))]
-        ranked = ranked.sort_values("mean", ascending=not higher).head(TOP)
+        order, ascending = ["mean"], [not higher]
+        if status is not None:
+            # At equal means (diverged runs tie with the worst finished one) fewer divergences rank first.
+            ranked = ranked.merge(status[[*tables.axes, "n_diverged"]], on=tables.axes, how="left")
+            order, ascending = ["mean", "n_diverged"], [not higher, True]
+        ranked = ranked.sort_values(order, ascending=ascending, kind="mergesort").head(TOP)
         for record in ranked.to_dict("records"):
             diverged = ""
             if status is not None:
