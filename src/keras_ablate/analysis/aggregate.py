@@ -23,7 +23,8 @@ class Tables:
 
     runs: one row per run: run_id, every setting as a column (dataset options as
         `dataset.<option>`), seed, status, diverged_step, summary numbers, final/... and
-        best/... of every history metric, and the derived metrics of analysis.metrics.
+        best/... of every history metric, baseline/... (chance and majority-class accuracy,
+        analysis.baselines), and the derived metrics of analysis.metrics.
     history: run_id, epoch, metric, value (long; run_id and metric categorical).
     steps: run_id, step, quantity, layer, value (long, value float32). A per-layer column
         `grad/norm/rnn_0` becomes quantity `grad/norm`, layer `rnn_0`; whole-model
@@ -294,7 +295,7 @@ def _run_row(spec: dict, summary: dict) -> dict:
     row["metric"] = summary.get("metric")
     for key in ("epochs_done", "steps_done", "steps_per_epoch", "n_params", "wall_time_s"):
         row[key] = summary.get(key)
-    for prefix in ("final", "best"):
+    for prefix in ("final", "best", "baseline"):
         for key, value in (summary.get(prefix) or {}).items():
             row[f"{prefix}/{key}"] = value
     row["error"] = summary.get("error")
@@ -313,7 +314,7 @@ def _runs_frame(rows: list[dict], axes: list[str], levels: dict[str, list]) -> p
         "n_params",
         "wall_time_s",
     ]
-    numeric += [c for c in runs.columns if c.startswith(("final/", "best/"))]
+    numeric += [c for c in runs.columns if c.startswith(("final/", "best/", "baseline/"))]
     for col in numeric:
         if col in runs.columns:
             runs[col] = pd.to_numeric(runs[col], errors="coerce").astype(float)

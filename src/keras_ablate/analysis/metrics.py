@@ -14,6 +14,7 @@ Definitions (all per run; "the metric" is YAML `analysis.metric`, default val/<t
 - `grad/log10_norm_std`: sample std of log10 of the global gradient norm (before clipping) over
   the steps with a finite positive norm; `grad/max_median_ratio`: max / median of those norms;
   `grad/clip_rate`: fraction of steps where clipping changed the gradient.
+- `plateau/<metric>` (accuracy metrics): 1 when the run's last epochs are flat (analysis.baselines).
 - `score`: the final metric used in every comparison. Diverged runs are results, not gaps: a
   diverged run has no final value (nothing measured on its diverged weights is kept, see
   keras_ablate.scoring), so it scores the worst finite final value of the experiment's finished
@@ -27,6 +28,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from keras_ablate.analysis import baselines
 from keras_ablate.analysis.aggregate import Tables
 from keras_ablate.scoring import higher_is_better
 
@@ -86,6 +88,9 @@ def add_derived(tables: Tables) -> None:
     stability = gradient_stability(tables.steps)
     for col in stability.columns:
         runs[col] = by_run.map(stability[col]).astype(float).to_numpy()
+    if baselines.is_accuracy(metric):
+        flags = baselines.plateau_flags(tables, metric)
+        runs[f"plateau/{metric}"] = by_run.map(flags).astype(float).to_numpy()
     tables.info["derived"] = {"metric": metric, "higher_is_better": higher, "target": target}
 
 

@@ -137,6 +137,7 @@ def run_one(spec: RunSpec) -> RunRecord:
         "status": "diverged" if diverged_step is not None else "ok",
         "diverged_step": diverged_step,
         "metric": dataset.metric,
+        "baseline": dataset.baseline(),
         "epochs_done": int(len(history)),
         "steps_done": int(len(steps)),
         "steps_per_epoch": steps_per_epoch,
