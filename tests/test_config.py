@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 import pytest
+import yaml
 
 from keras_ablate.cli import main
 from keras_ablate.config import filter_specs, load_experiment, parse_clip, parse_experiment
@@ -241,3 +242,90 @@ def test_editing_a_user_data_file_changes_the_run_ids(tmp_path, monkeypatch):
     data.unlink()
     with pytest.raises(UserError, match="reviews.csv not found"):
         parse_experiment(text, source="own.yaml")
+
+
+# Two valid levels for every option of the text datasets (file datasets' paths are filled in below).
+TEXT_OPTION_LEVELS = {
+    "vocab_size": [1000, 2000],
+    "max_length": [20, 40],
+    "padding": ["post", "pre"],
+    "seed": [0, 1],
+    "tokenize": ["word", "character"],
+    "lowercase": [True, False],
+    "strip_punctuation": [True, False],
+    "val_fraction": [0.2, 0.3],
+    "n_max": [None, 100],
+    "text_column": ["text", "body"],
+    "label_column": ["label", "tag"],
+    "encoding": ["utf-8", "latin-1"],
+    "n_train": [None, 100],
+    "n_val": [None, 50],
+}
+TEXT_DATASETS = ("rotten_tomatoes", "imdb", "csv", "tsv", "jsonl")
+
+
+@pytest.mark.parametrize("dataset", TEXT_DATASETS)
+def test_every_option_of_a_text_dataset_can_be_an_axis(dataset, tmp_path):
+    from keras_ablate.data import get_entry
+
+    fmt = {"csv": "csv", "tsv": "tsv", "jsonl": "jsonl"}.get(dataset)
+    files = []
+    for name in ("a", "b", "val"):
+        path = tmp_path / f"{name}.{fmt or 'npz'}"
+        path.write_text("text,label\nfine,1\nbad,0\n" if fmt else "x", encoding="utf-8")
+        files.append(str(path))
+    levels = {
+        **TEXT_OPTION_LEVELS,
+        "path": files[:2] if fmt else [None, files[0]],
+        "val_path": [None, files[2]],
+        "delimiter": {"csv": [",", ";"], "tsv": ["\t", "|"]}.get(dataset),
+    }
+    options = {"path": files[0]} if fmt else {}
+    fields = list(get_entry(dataset).options_model().model_fields)
+    assert fields and all(levels.get(o) for o in fields), "give every option two levels above"
+    for option in fields:
+        grid = {f"dataset.{option}": levels[option]}
+        # An axis may also be the only place an option is given (a csv path).
+        given = {k: v for k, v in options.items() if k != option}
+        text = yaml.safe_dump(
+            {"name": "axis", "dataset": {"name": dataset, "options": given}, "grid": grid}
+        )
+        path = tmp_path / f"{dataset}_{option}.yaml"
+        path.write_text(text, encoding="utf-8")
+        _, specs = load_experiment(path)
+        assert [s.dataset["options"][option] for s in specs] == levels[option], option
+        assert len({s.run_id for s in specs}) == 2
+
+
+def test_dataset_option_axis_of_a_csv_file_plans_from_the_command_line(tmp_path, capsys):
+    # Issue 13: "grid.dataset.padding[0]: Field required" (validated without the csv's path).
+    data = tmp_path / "d.csv"
+    data.write_text("text,label\nfine,1\nbad,0\n", encoding="utf-8")
+    path = tmp_path / "pad.yaml"
+    path.write_text(
+        f"name: pad\ndataset: {{name: csv, options: {{path: {data}}}}}\n"
+        "grid: {dataset.padding: [post, pre]}\n",
+        encoding="utf-8",
+    )
+    assert main(["plan", str(path)]) == 0
+    assert "2 runs" in capsys.readouterr().out
+
+
+def test_a_bad_dataset_option_level_is_still_reported_at_its_level(tmp_path):
+    data = tmp_path / "d.csv"
+    data.write_text("text,label\nfine,1\nbad,0\n", encoding="utf-8")
+    text = (
+        f"name: pad\ndataset: {{name: csv, options: {{path: {data}}}}}\n"
+        "grid: {dataset.padding: [post, middle]}\n"
+    )
+    with pytest.raises(ConfigError, match=r"grid\.dataset\.padding\[1\]: .*'post' or 'pre'"):
+        parse_experiment(text, source="exp.yaml")
+
+
+def test_dataset_options_that_only_work_together_can_be_axes():
+    # seq_len 4 needs ngram_len 2 (ngram_len 3 needs seq_len >= 6); each level meets a valid partner.
+    specs = _specs(
+        "name: t\ndataset: {name: ngram, options: {n_train: 32, n_val: 16}}\n"
+        "grid: {dataset.seq_len: [4, 8], dataset.ngram_len: [2]}\n"
+    )
+    assert [s.dataset["options"]["seq_len"] for s in specs] == [4, 8]

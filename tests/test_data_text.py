@@ -131,6 +131,10 @@ def test_jsonl_with_an_explicit_validation_file(tmp_path):
     assert len(data.y_train) == 8 and len(data.y_val) == 1
     assert data.class_names == ["bad", "good"] and data.y_val.tolist() == [1]
     assert data.meta["val_source"] == str(val)
+    # A run gets its options normalized (every field, val_fraction's default included): they
+    # must still load, as a RunSpec's options.
+    again = registry.load_dataset("jsonl", opts.model_dump(mode="json"))
+    assert again.y_val.tolist() == [1]
 
 
 def test_chinese_text_is_tokenized_by_character(tmp_path):

@@ -221,3 +221,16 @@ def test_adding_task_is_regression_with_the_right_constant_baseline():
     markers = ds.x_train[..., 1]
     assert (markers.sum(axis=1) == 2).all()
     assert (markers[:, :10].sum(axis=1) == 1).all()
+
+
+def test_summary_records_chance_and_majority_accuracy_of_the_data():
+    data = {
+        "name": "recall",
+        "options": {"n_classes": 4, "n_train": 64, "n_val": 40, "seq_len": 4, "vocab_size": 10},
+    }
+    record = run_one(_spec(data=data, architecture="rnn"))
+    y_val = load_dataset(data["name"], data["options"]).y_val
+    counts = np.bincount(y_val, minlength=4)
+    baseline = record.summary["baseline"]
+    assert baseline["chance"] == 0.25 and baseline["n_classes"] == 4 and baseline["n_val"] == 40
+    assert baseline["majority_val"] == pytest.approx(counts.max() / 40)

@@ -425,9 +425,11 @@ def _pydantic_message(err: dict, model: type[BaseModel] | None) -> str:
     return msg.removeprefix("Value error, ")
 
 
-def _raise_validation(loc: _Locator, prefix: tuple, exc: ValidationError, model) -> None:
+def _raise_validation(
+    loc: _Locator, prefix: tuple, exc: ValidationError, model, errors: list | None = None
+) -> None:
     messages = []
-    for err in exc.errors():
+    for err in exc.errors() if errors is None else errors:
         path = prefix + tuple(err["loc"])
         messages.append(loc.error(path, _pydantic_message(err, model)).args[0])
     raise ConfigError("\n".join(messages))
@@ -490,8 +492,13 @@ def _model_for_loc(exc: ValidationError):
     return {(): Experiment, **sections}.get(tuple(loc[:-1]), Experiment)
 
 
-def _validate_setting(loc, path, key, value, dataset_name):
-    """Validate one key=value (a base entry, an axis level, an exclude entry); return it normalized."""
+def _validate_setting(loc, path, key, value, dataset_name, dataset_contexts=None):
+    """Validate one key=value (a base entry, an axis level, an exclude entry); return it normalized.
+
+    A dataset option is validated together with the rest of the dataset's options, in each of
+    `dataset_contexts` (see _dataset_contexts) until one accepts it: alone it would miss required
+    options such as a csv file's path, and checks that span options.
+    """
     if key.startswith(DATASET_AXIS_PREFIX):
         option = key[len(DATASET_AXIS_PREFIX) :]
         model = data_registry.get_entry(dataset_name).options_model()
@@ -501,15 +508,44 @@ def _validate_setting(loc, path, key, value, dataset_name):
                 f"unknown option '{option}' of dataset '{dataset_name}'{suggest(option, model.model_fields)}; "
                 f"valid: {', '.join(model.model_fields)}",
             )
-        try:
-            return model.model_validate({option: value}).model_dump(mode="json")[option]
-        except ValidationError as exc:
-            raise loc.error(path, _pydantic_message(exc.errors()[0], model)) from None
+        errors = []
+        for context in dataset_contexts or [{}]:
+            try:
+                options = model.model_validate({**context, option: value})
+                return options.model_dump(mode="json")[option]
+            except ValidationError as exc:
+                errors.append(exc.errors())
+        # Report what this option itself got wrong when some context says so.
+        mine = [e for errs in errors for e in errs if tuple(e["loc"][:1]) == (option,)]
+        raise loc.error(path, _pydantic_message((mine or errors[0])[0], model)) from None
     _check_key(loc, path, key)
     try:
         return RunSettings.model_validate({key: value}).model_dump(mode="json")[key]
     except ValidationError as exc:
         raise loc.error(path, _pydantic_message(exc.errors()[0], RunSettings)) from None
+
+
+def _dataset_levels(exp: Experiment) -> dict[str, list]:
+    """option -> the values given for it outside dataset.options: base `dataset.<option>`, grid axes."""
+    out: dict[str, list] = {}
+    for key, value in exp.base.items():
+        if key.startswith(DATASET_AXIS_PREFIX):
+            out[key[len(DATASET_AXIS_PREFIX) :]] = [value]
+    for key, levels in exp.grid.items():
+        if key.startswith(DATASET_AXIS_PREFIX) and levels:
+            out[key[len(DATASET_AXIS_PREFIX) :]] = list(levels)
+    return out
+
+
+MAX_DATASET_CONTEXTS = 64  # combinations of other dataset-option levels tried per value
+
+
+def _dataset_contexts(exp: Experiment, option: str | None) -> list[dict]:
+    """The dataset options a value of `option` can meet: dataset.options with one level of every
+    other dataset option that base or grid sets (each combination, up to MAX_DATASET_CONTEXTS)."""
+    others = {k: v for k, v in _dataset_levels(exp).items() if k != option}
+    combos = itertools.islice(itertools.product(*others.values()), MAX_DATASET_CONTEXTS)
+    return [{**exp.dataset.options, **dict(zip(others, combo, strict=True))} for combo in combos]
 
 
 def _check_key(loc, path, key):
@@ -542,13 +578,26 @@ def expand(
         ds_entry = data_registry.get_entry(ds_name)
     except ConfigError as exc:
         raise loc.error(("dataset", "name"), str(exc)) from None
+    varied = _dataset_levels(exp)
     try:
         ds_entry.options_model().model_validate(exp.dataset.options)
     except ValidationError as exc:
-        _raise_validation(loc, ("dataset", "options"), exc, ds_entry.options_model())
+        # Options that base or grid set are checked with their values below (a csv `path` may
+        # be an axis); so are checks across options when any of them is set there.
+        errors = [
+            e for e in exc.errors() if (e["loc"][0] not in varied if e["loc"] else not varied)
+        ]
+        if errors:
+            _raise_validation(loc, ("dataset", "options"), exc, ds_entry.options_model(), errors)
+
+    def contexts(key: str) -> list[dict] | None:
+        if not key.startswith(DATASET_AXIS_PREFIX):
+            return None
+        return _dataset_contexts(exp, key[len(DATASET_AXIS_PREFIX) :])
+
     base = {}
     for key, value in exp.base.items():
-        base[key] = _validate_setting(loc, ("base", key), key, value, ds_name)
+        base[key] = _validate_setting(loc, ("base", key), key, value, ds_name, contexts(key))
 
     axes: dict[str, list] = {}
     for key, levels in exp.grid.items():
@@ -556,7 +605,8 @@ def expand(
         if not levels:
             raise loc.error(("grid", key), "empty axis: give at least one level")
         normalized = [
-            _validate_setting(loc, ("grid", key, i), key, v, ds_name) for i, v in enumerate(levels)
+            _validate_setting(loc, ("grid", key, i), key, v, ds_name, contexts(key))
+            for i, v in enumerate(levels)
         ]
         seen = set()
         for i, v in enumerate(normalized):
@@ -575,7 +625,9 @@ def expand(
                 raise loc.error(
                     ("exclude", j, key), f"'{key}' is not an axis or setting of this grid"
                 )
-            norm_rule[key] = _validate_setting(loc, ("exclude", j, key), key, value, ds_name)
+            norm_rule[key] = _validate_setting(
+                loc, ("exclude", j, key), key, value, ds_name, contexts(key)
+            )
         excludes.append(norm_rule)
 
     for key, value in exp.reference.items():
@@ -583,7 +635,7 @@ def expand(
             raise loc.error(
                 ("reference", key), f"'{key}' is not a grid axis; axes: {', '.join(axes)}"
             )
-        level = _validate_setting(loc, ("reference", key), key, value, ds_name)
+        level = _validate_setting(loc, ("reference", key), key, value, ds_name, contexts(key))
         if _freeze(level) not in {_freeze(v) for v in axes[key]}:
             raise loc.error(
                 ("reference", key), f"{value!r} is not a level of axis '{key}': {axes[key]}"

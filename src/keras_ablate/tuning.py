@@ -21,6 +21,7 @@ from keras_ablate.config import Experiment, RunSettings
 from keras_ablate.data import load_dataset
 from keras_ablate.errors import ConfigError, UserError
 from keras_ablate.objectives import Objective, get_objective, last_value
+from keras_ablate.scoring import blank_history
 from keras_ablate.training.loop import build_instrumented, fit_data, history_frame
 from keras_ablate.training.step import StopOnDivergence
 from keras_ablate.tuning_config import BEST_FILE, Arm, SearchDim, tuning_root
@@ -109,15 +110,19 @@ class ArmHyperModel(kt.HyperModel):
             verbose=0,
             callbacks=[*kwargs.get("callbacks", []), StopOnDivergence()],
         )
-        history = history_frame(fit.history, data.metric)
+        diverged_step = model.first_nonfinite_step
+        # As in a run: nothing measured on the diverged weights (epochs and steps of this fit).
+        history = blank_history(
+            history_frame(fit.history, data.metric), diverged_step, self._steps_per_epoch(settings)
+        )
         columns, rows = model.step_records()
         steps = pd.DataFrame(rows, columns=columns)
         steps.insert(
             0, "epoch", np.arange(len(steps)) // self._steps_per_epoch(settings) + initial_epoch
         )
         value = self.objective.compute(history, steps)
-        diverged_step = model.first_nonfinite_step
-        # A diverged model can still score a finite accuracy (NaN outputs predict one class): use the flag too.
+        # A diverged trial is scored NaN, so keras-tuner marks it failed and never ranks it: the
+        # flag decides, whatever the objective read.
         diverged = diverged_step is not None or not math.isfinite(value)
         metrics = {col: last_value(history, col) for col in history.columns if col != "epoch"}
         metrics.update(

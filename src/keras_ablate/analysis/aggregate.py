@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from keras_ablate import store
+from keras_ablate import scoring, store
 
 # Run folder tables with their own loader; any other <name>.parquet is concatenated as is.
 _KNOWN_TABLES = ("history", "steps")
@@ -23,7 +23,8 @@ class Tables:
 
     runs: one row per run: run_id, every setting as a column (dataset options as
         `dataset.<option>`), seed, status, diverged_step, summary numbers, final/... and
-        best/... of every history metric, and the derived metrics of analysis.metrics.
+        best/... of every history metric, baseline/... (chance and majority-class accuracy,
+        analysis.baselines), and the derived metrics of analysis.metrics.
     history: run_id, epoch, metric, value (long; run_id and metric categorical).
     steps: run_id, step, quantity, layer, value (long, value float32). A per-layer column
         `grad/norm/rnn_0` becomes quantity `grad/norm`, layer `rnn_0`; whole-model
@@ -118,11 +119,67 @@ def load(results_dir: str | Path, derive: bool = True) -> Tables:
             tables.timesteps = frame
         else:
             tables.extra[name] = frame
+    blank_diverged(tables)
     if derive:
         from keras_ablate.analysis.metrics import add_derived
 
         add_derived(tables)
     return tables
+
+
+def blank_diverged(tables: Tables) -> None:
+    """Apply scoring's diverged-run rule to records however they were written (earlier versions kept
+    what Keras measured on the diverged weights): history and probe values of those epochs become
+    NaN, every final/... of a diverged run NaN, and its best/... comes from the epochs it keeps."""
+    runs = tables.runs
+    if runs.empty or "status" not in runs.columns:
+        return
+    diverged = (runs["status"].astype(str) == "diverged").to_numpy()
+    if not diverged.any():
+        return
+    kept = [
+        scoring.kept_epochs(step, per_epoch) if is_diverged else (np.inf, np.inf)
+        for step, per_epoch, is_diverged in zip(
+            runs["diverged_step"], runs["steps_per_epoch"], diverged, strict=True
+        )
+    ]
+    run_ids = runs["run_id"].astype(str)
+    last_train = pd.Series([k[0] for k in kept], index=run_ids)
+    last_end = pd.Series([k[1] for k in kept], index=run_ids)
+    history = tables.history
+    if not history.empty:
+        codes = history["run_id"].cat.codes.to_numpy()
+        categories = history["run_id"].cat.categories.astype(str)
+        end = np.array([scoring.is_end_of_epoch(str(m)) for m in history["metric"].cat.categories])
+        last = np.where(
+            end[history["metric"].cat.codes.to_numpy()],
+            last_end.reindex(categories, fill_value=np.inf).to_numpy()[codes],
+            last_train.reindex(categories, fill_value=np.inf).to_numpy()[codes],
+        )
+        history["value"] = history["value"].where(history["epoch"].to_numpy() <= last)
+    probe_tables = dict(tables.extra)
+    if tables.timesteps is not None:
+        probe_tables["timesteps"] = tables.timesteps
+    for table in probe_tables.values():
+        if "epoch" not in table.columns or "run_id" not in table.columns:
+            continue
+        last = table["run_id"].astype(str).map(last_end).fillna(np.inf).to_numpy(dtype=float)
+        bad = table["epoch"].to_numpy(dtype=float) > last
+        if bad.any():
+            table.loc[bad, scoring.value_columns(table)] = np.nan
+    final = [c for c in runs.columns if c.startswith("final/")]
+    runs.loc[diverged, final] = np.nan
+    if history.empty:
+        return
+    mine = history[history["run_id"].astype(str).isin(set(run_ids[diverged]))]
+    for (run_id, metric), values in mine.groupby(["run_id", "metric"], observed=True)["value"]:
+        column = f"best/{metric}"
+        values = values.to_numpy(dtype=float)
+        values = values[np.isfinite(values)]
+        best = np.nan
+        if len(values):
+            best = values.max() if scoring.higher_is_better(str(metric)) else values.min()
+        runs.loc[(run_ids == str(run_id)).to_numpy(), column] = best
 
 
 def read_info(exp_dir: Path) -> dict:
@@ -238,7 +295,7 @@ def _run_row(spec: dict, summary: dict) -> dict:
     row["metric"] = summary.get("metric")
     for key in ("epochs_done", "steps_done", "steps_per_epoch", "n_params", "wall_time_s"):
         row[key] = summary.get(key)
-    for prefix in ("final", "best"):
+    for prefix in ("final", "best", "baseline"):
         for key, value in (summary.get(prefix) or {}).items():
             row[f"{prefix}/{key}"] = value
     row["error"] = summary.get("error")
@@ -257,7 +314,7 @@ def _runs_frame(rows: list[dict], axes: list[str], levels: dict[str, list]) -> p
         "n_params",
         "wall_time_s",
     ]
-    numeric += [c for c in runs.columns if c.startswith(("final/", "best/"))]
+    numeric += [c for c in runs.columns if c.startswith(("final/", "best/", "baseline/"))]
     for col in numeric:
         if col in runs.columns:
             runs[col] = pd.to_numeric(runs[col], errors="coerce").astype(float)

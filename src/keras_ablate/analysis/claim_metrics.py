@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
@@ -10,6 +11,8 @@ import pandas as pd
 
 from keras_ablate import store
 from keras_ablate.analysis.aggregate import load
+from keras_ablate.analysis.baselines import is_accuracy, plateaued
+from keras_ablate.scoring import blank_history
 
 # Derived columns this module adds (besides final/..., best/... from aggregate.load):
 DERIVED = {
@@ -26,6 +29,8 @@ DERIVED = {
     "epoch1/<metric>": "a history metric after the first epoch",
     "gap/accuracy": "final train accuracy - final val accuracy (overfitting)",
     "gap/loss": "final val loss - final train loss (overfitting)",
+    "plateau/<metric>": "1 if an accuracy's last epochs are flat (analysis.baselines), else 0",
+    "baseline/chance, baseline/majority_val": "accuracy without learning (from the run summary)",
     # decay_factor/<layer>/{init,final}, t0_ratio/<layer>/{init,final}, depth_ratio/...: from
     # analysis/instruments.run_metrics, merged in below.
     "gate_mean/<gate>/init|final": "first recurrent layer: mean gate value on the probe batch",
@@ -99,6 +104,10 @@ def _from_records(path: Path, spec: dict, summary: dict) -> dict:
         out.update(_gate_metrics(units))
     history = store.read_table(path, "history")
     if history is not None and not history.empty:
+        # Whatever wrote the folder, nothing measured on diverged weights counts (scoring.py).
+        history = blank_history(
+            history, summary.get("diverged_step"), summary.get("steps_per_epoch")
+        )
         for kind, (train, val) in {
             "accuracy": ("train/accuracy", "val/accuracy"),
             "loss": ("train/loss", "val/loss"),
@@ -113,8 +122,13 @@ def _from_records(path: Path, spec: dict, summary: dict) -> dict:
                 continue
             values = pd.to_numeric(history[col], errors="coerce")
             out[f"epoch1/{col}"] = float(values.iloc[0])
+            if is_accuracy(col):
+                n_val = (summary.get("baseline") or {}).get("n_val")
+                flag = plateaued(values.to_numpy(dtype=float), n_val or math.nan)
+                out[f"plateau/{col}"] = math.nan if flag is None else float(flag)
             if col == "train/loss":
-                out["mean/train/loss"] = float(values.mean())  # NaN when the run diverged
+                # NaN when any epoch has no finite loss (a diverged run): never a mean over fewer epochs.
+                out["mean/train/loss"] = float(values.mean(skipna=False))
     return out
 
 

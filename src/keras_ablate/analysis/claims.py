@@ -8,10 +8,14 @@ Runs are counted as follows:
 
 - failed runs (and planned runs not yet finished) never enter a mean, but they are counted and a
   group left with fewer than `min_seeds` finished runs makes the rule inconclusive;
-- diverged runs are results: a finite metric (e.g. one measured at initialization) is used as is;
-  a missing or non-finite one is replaced by the worst finite value of that metric in the
-  experiment (`diverged: worst`, the default; "worst" is the largest value for metrics where
-  lower is better), by a given number, or left out and counted (`diverged: exclude`).
+- diverged runs are results. Nothing measured on a run's diverged weights is kept (see
+  keras_ablate.scoring: its final values, and those of the epoch it diverged in, are NaN), so a
+  finite metric of a diverged run was measured before it diverged (at initialization, its best
+  epoch before, ...) and is used as is; a missing or non-finite one is replaced by the worst
+  finite value of that metric among the experiment's finished runs (`diverged: worst`, the
+  default; "worst" is the smallest value where higher is better and the largest elsewhere, by
+  `better:` or else by the metric's name, as scoring.higher_is_better reads it), by a given
+  number, or left out and counted (`diverged: exclude`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from keras_ablate.errors import ConfigError
+from keras_ablate.scoring import higher_is_better
 
 VERDICTS = ("supported", "contradicted", "inconclusive")
 TRANSFORMS = ("none", "log10", "abs_log10", "negate")
@@ -197,11 +202,10 @@ def select(runs: pd.DataFrame, where: dict[str, Any]) -> pd.DataFrame:
 
 
 def better_of(leaf: _Leaf) -> str:
+    """The leaf's `better:`, else the direction of its metric's name (keras_ablate.scoring)."""
     if leaf.better:
         return leaf.better
-    name = leaf.metric.lower()
-    higher = ("accuracy", "auc/val", "cosine")
-    return "higher" if any(h in name for h in higher) else "lower"
+    return "higher" if higher_is_better(leaf.metric) else "lower"
 
 
 def _transform(values: np.ndarray, how: str) -> np.ndarray:
@@ -227,8 +231,10 @@ def group_values(runs: pd.DataFrame, where: dict, leaf: _Leaf, label: str) -> Gr
     group.n_diverged = int((finished["status"] == "diverged").sum()) if "status" in finished else 0
     if leaf.metric not in runs.columns:
         return group
+    # The stand-in for a diverged run: the worst finite value among the experiment's finished runs.
+    every_finished = runs[runs["status"].isin(FINISHED)] if "status" in runs.columns else runs
     all_values = _transform(
-        pd.to_numeric(runs[leaf.metric], errors="coerce").to_numpy(float), leaf.transform
+        pd.to_numeric(every_finished[leaf.metric], errors="coerce").to_numpy(float), leaf.transform
     )
     finite_all = all_values[np.isfinite(all_values)]
     mine = _transform(

@@ -167,9 +167,15 @@ def run_metrics(source) -> pd.DataFrame:
         health = unit_metrics(_plain(units))
         health = health[health["quantity"].isin(["saturated", "dead"])]
         if not health.empty:
-            wide = health.pivot_table(
-                index=["run_id", "epoch"], columns="quantity", values="value"
-            ).reset_index()
+            # Not pivot_table: it drops a last epoch without values (a diverged run's), which would
+            # make an earlier epoch "final".
+            wide = (
+                health.groupby(["run_id", "epoch", "quantity"], observed=True)["value"]
+                .mean()
+                .unstack("quantity")
+                .reset_index()
+            )
+            wide.columns.name = None
             last = wide[wide["epoch"] == wide.groupby("run_id")["epoch"].transform("max")]
             parts.append(last.set_index("run_id").drop(columns="epoch").add_suffix("/final"))
     runs = getattr(source, "runs", pd.DataFrame())

@@ -14,10 +14,13 @@ Definitions (all per run; "the metric" is YAML `analysis.metric`, default val/<t
 - `grad/log10_norm_std`: sample std of log10 of the global gradient norm (before clipping) over
   the steps with a finite positive norm; `grad/max_median_ratio`: max / median of those norms;
   `grad/clip_rate`: fraction of steps where clipping changed the gradient.
+- `plateau/<metric>` (accuracy metrics): 1 when the run's last epochs are flat (analysis.baselines).
 - `score`: the final metric used in every comparison. Diverged runs are results, not gaps: a
-  diverged run whose final metric is not finite scores the worst finite final value of any
-  finished run (worst case), and its divergence is counted separately (divergence rate).
-  Failed runs score NaN: they never enter a mean but are counted wherever runs are counted.
+  diverged run has no final value (nothing measured on its diverged weights is kept, see
+  keras_ablate.scoring), so it scores the worst finite final value of the experiment's finished
+  runs (worst case), whatever its records say, and its divergence is counted separately
+  (divergence rate). Failed runs score NaN: they never enter a mean but are counted wherever runs
+  are counted.
 """
 
 from __future__ import annotations
@@ -25,10 +28,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from keras_ablate.analysis import baselines
 from keras_ablate.analysis.aggregate import Tables
+from keras_ablate.scoring import higher_is_better
 
 FINISHED = ("ok", "diverged")
-HIGHER_IS_BETTER = ("accuracy", "auc", "precision", "recall", "f1")
 
 # Every derived column, for tables of means and confidence intervals.
 DERIVED = (
@@ -41,10 +45,6 @@ DERIVED = (
     "grad/clip_rate",
     "diverged",
 )
-
-
-def higher_is_better(metric: str) -> bool:
-    return any(word in metric.lower() for word in HIGHER_IS_BETTER)
 
 
 def chosen_metric(tables: Tables) -> str:
@@ -88,6 +88,9 @@ def add_derived(tables: Tables) -> None:
     stability = gradient_stability(tables.steps)
     for col in stability.columns:
         runs[col] = by_run.map(stability[col]).astype(float).to_numpy()
+    if baselines.is_accuracy(metric):
+        flags = baselines.plateau_flags(tables, metric)
+        runs[f"plateau/{metric}"] = by_run.map(flags).astype(float).to_numpy()
     tables.info["derived"] = {"metric": metric, "higher_is_better": higher, "target": target}
 
 
@@ -98,13 +101,16 @@ def _column(runs: pd.DataFrame, name: str) -> np.ndarray:
 def score(
     final: np.ndarray, diverged: np.ndarray, finished: np.ndarray, higher: bool
 ) -> np.ndarray:
-    """Final metric with the worst-case value for diverged runs without a finite one; NaN for the rest."""
+    """Final metric of each finished run; every diverged run takes the worst finite final value of
+    the runs that finished without diverging (NaN when there is none), even if its own record holds
+    a finite one; NaN for failed runs."""
     final = np.asarray(final, dtype=float)
-    ok = np.isfinite(final) & finished
-    out = np.where(ok, final, np.nan)
-    if ok.any():
-        worst = final[ok].min() if higher else final[ok].max()
-        out = np.where(diverged & ~ok, worst, out)
+    diverged = np.asarray(diverged, dtype=bool)
+    usable = np.isfinite(final) & finished & ~diverged
+    out = np.where(usable, final, np.nan)
+    if usable.any():
+        worst = final[usable].min() if higher else final[usable].max()
+        out = np.where(diverged, worst, out)
     return out
 
 

@@ -53,6 +53,25 @@ class Dataset:
     def n_features(self) -> int:
         return int(self.x_train.shape[2]) if self.input_kind == "features" else 0
 
+    def baseline(self) -> dict:
+        """Accuracy without learning, recorded with every run (analysis reads it without TensorFlow):
+        n_classes, n_val, chance = 1 / n_classes, and the commonest class's share of each split."""
+        if self.task == "regression" or not self.n_classes:
+            return {}
+
+        def majority(y: np.ndarray) -> float:
+            return (
+                float(np.bincount(np.asarray(y, dtype=np.int64)).max() / len(y)) if len(y) else 0.0
+            )
+
+        return {
+            "n_classes": int(self.n_classes),
+            "n_val": int(len(self.y_val)),
+            "chance": 1.0 / self.n_classes,
+            "majority_val": majority(self.y_val),
+            "majority_train": majority(self.y_train),
+        }
+
     @property
     def metric(self) -> str:
         """Name of the task metric recorded next to the loss."""

@@ -94,7 +94,10 @@ class _FileOptions(_TokenizedOptions):
 
     @model_validator(mode="after")
     def _one_validation_source(self):
-        if self.val_path is not None and "val_fraction" in self.model_fields_set:
+        # Normalized options (a RunSpec's) hold every field, val_fraction's default included: only
+        # a val_fraction other than the default conflicts with a validation file.
+        default = type(self).model_fields["val_fraction"].default
+        if self.val_path is not None and self.val_fraction != default:
             raise ValueError("set val_fraction or val_path, not both")
         return self
 

@@ -17,6 +17,8 @@ import numpy as np  # noqa: E402
 from jinja2 import Environment, PackageLoader, select_autoescape  # noqa: E402
 
 from keras_ablate import store  # noqa: E402
+from keras_ablate.analysis import baselines  # noqa: E402
+from keras_ablate.analysis.claims import select  # noqa: E402
 
 COLOURS = {"supported": "#1a7f37", "contradicted": "#cf222e", "inconclusive": "#9a6700"}
 GROUP_COLOURS = ("#0969da", "#bc4c00", "#8250df")
@@ -45,6 +47,8 @@ def claim_figure(result, path: Path) -> Path | None:
                 ax.errorbar(i + 0.3, group.mean, yerr=err, fmt="o", color=colour, capsize=4)
         if leaf.kind == "threshold":
             ax.axhline(leaf.rule["value"], color="grey", linestyle="--", linewidth=1)
+        for value, style in _accuracy_lines(leaf, result.table):
+            ax.axhline(value, color="grey", linestyle=style, linewidth=0.8)
         ax.set_xticks(range(len(leaf.groups)))
         ax.set_xticklabels([_short(g.label) for g in leaf.groups], fontsize=7, rotation=15)
         transform = leaf.rule.get("transform", "none")
@@ -61,13 +65,51 @@ def claim_figure(result, path: Path) -> Path | None:
     return path
 
 
+def _accuracy_lines(leaf, table) -> list[tuple[float, str]]:
+    """Chance (dotted) and majority share (dash-dot) of an accuracy leaf's runs, as reference lines."""
+    if (
+        table is None
+        or not baselines.is_accuracy(leaf.metric)
+        or leaf.rule.get("transform", "none") != "none"
+    ):
+        return []
+    split = "train" if "/train/" in f"/{leaf.metric}" else "val"
+    out = []
+    for column, style in (("baseline/chance", ":"), (f"baseline/majority_{split}", "-.")):
+        if column in table.columns:
+            values = table[column].astype(float).dropna()
+            if len(values):
+                out.append((float(values.mean()), style))
+    return out
+
+
 def _short(label: str, width: int = 28) -> str:
     return label if len(label) <= width else label[: width - 1] + "…"
 
 
-def _leaf_rows(verdict) -> list[dict]:
+def group_runs(leaf, table) -> list:
+    """The runs behind each of a leaf's groups, in the order of leaf.groups."""
+    rule = leaf.rule or {}
+    selections = (
+        [rule.get("where") or {}] if leaf.kind == "threshold" else [rule.get("a"), rule.get("b")]
+    )
+    return [select(table, where or {}) for where in selections[: len(leaf.groups)]]
+
+
+def _baseline_texts(leaf, table) -> list[str]:
+    """Per group: 'chance 0.25, majority 0.27: plateau above chance' for an accuracy (else '')."""
+    if table is None or leaf.rule.get("transform", "none") != "none":
+        return [""] * len(leaf.groups)
+    return [
+        baselines.group_text(runs, leaf.metric, g.mean)
+        for runs, g in zip(group_runs(leaf, table), leaf.groups, strict=False)
+    ]
+
+
+def _leaf_rows(verdict, table=None) -> list[dict]:
     rows = []
     for leaf in verdict.leaves():
+        texts = _baseline_texts(leaf, table) if leaf.groups else []
         groups = [
             {
                 "label": g.label,
@@ -78,8 +120,9 @@ def _leaf_rows(verdict) -> list[dict]:
                 "missing": g.n_missing,
                 "mean": g.mean,
                 "ci": g.ci,
+                "baseline": text,
             }
-            for g in leaf.groups
+            for g, text in zip(leaf.groups, texts, strict=True)
         ]
         rows.append(
             {
@@ -130,7 +173,7 @@ def build_claims_report(results: list, out_dir: str | Path) -> dict[str, Path]:
                 "revised": " ".join(meta.revised.split()) if meta.revised else None,
                 "verdict": result.verdict.verdict,
                 "reason": result.verdict.reason,
-                "leaves": _leaf_rows(result.verdict),
+                "leaves": _leaf_rows(result.verdict, result.table),
                 "setup": _setup(claim),
                 "statuses": result.statuses,
                 "wall_time_s": float(result.table["wall_time_s"].fillna(0).sum())

@@ -87,9 +87,11 @@ def _line_grid(
     role: dict,
     log: bool = False,
     threshold=None,
+    references: tuple = (),
 ):
     """Panels row x col; one line per hue level with its band. With `log`, values are log10 and the
-    band (geometric mean and interval) is drawn back on a log axis."""
+    band (geometric mean and interval) is drawn back on a log axis. `references`: (value, label,
+    line style) drawn as grey horizontal lines in every panel."""
     hue, col, row = role["hue"], role["col"], role["row"]
     keys = [k for k in (hue, col, row) if k]
     band = _mean_band(data, keys, x)
@@ -121,6 +123,8 @@ def _line_grid(
             ax.fill_between(line[x], line["ci_low"], line["ci_high"], color=color, alpha=0.2, lw=0)
         if threshold is not None and threshold(c, r) is not None:
             ax.axhline(threshold(c, r), color="k", ls="--", lw=1, label="clip threshold")
+        for value, text, style in references:
+            ax.axhline(value, color="grey", ls=style, lw=1, label=text)
         title = " · ".join(f"{k}={v}" for k, v in ((col, c), (row, r)) if k)
         ax.set_title(title, fontsize=9)
         if log:
@@ -161,7 +165,26 @@ def convergence(tables: Tables):
         return None
     role = roles(tables)
     data = _with_axes(data[["run_id", "epoch", "value"]], tables, [k for k in role.values() if k])
-    return _line_grid(tables, data, "epoch", metric, role)
+    return _line_grid(
+        tables, data, "epoch", metric, role, references=_accuracy_levels(tables, metric)
+    )
+
+
+def _accuracy_levels(tables: Tables, metric: str) -> tuple:
+    """Chance and majority-class accuracy as reference lines, when every run has the same ones."""
+    runs = tables.runs
+    if "accuracy" not in metric or "baseline/chance" not in runs.columns:
+        return ()
+    split = "train" if metric.startswith("train/") else "val"
+    out = []
+    for column, text, style in (
+        ("baseline/chance", "chance", ":"),
+        (f"baseline/majority_{split}", "majority class", "-."),
+    ):
+        values = pd.to_numeric(runs.get(column), errors="coerce").dropna().unique()
+        if len(values) == 1:
+            out.append((float(values[0]), f"{text} {values[0]:.3g}", style))
+    return tuple(out)
 
 
 def gradient_norms(tables: Tables):

@@ -8,11 +8,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from keras_ablate import store
-from keras_ablate.analysis import effects
+from keras_ablate.analysis import baselines, effects
 from keras_ablate.analysis.aggregate import Tables, load
 from keras_ablate.report import instrument_plots, plots, sections
 from keras_ablate.report.tuning_section import tuning_section
@@ -70,9 +71,41 @@ def run_table(tables: Tables) -> pd.DataFrame:
         "train_loss_auc",
     ]
     cols += ["grad/log10_norm_std", "grad/max_median_ratio", "grad/clip_rate", "wall_time_s"]
+    runs = runs.assign(**_levels(runs, metric))
+    cols[cols.index("score") + 1 : cols.index("score") + 1] = [
+        "baseline/chance",
+        f"baseline/majority_{'train' if metric.startswith('train/') else 'val'}",
+        "level",
+    ]
     cols = list(dict.fromkeys(c for c in cols if c in runs.columns))
     sort = [c for c in [*tables.axes, "seed"] if c in runs.columns]
     return runs[cols].sort_values(sort).reset_index(drop=True) if sort else runs[cols]
+
+
+def _levels(runs: pd.DataFrame, metric: str) -> dict:
+    """`level`: where each run's final accuracy sits (analysis.baselines); {} for other metrics."""
+    if not baselines.is_accuracy(metric) or "baseline/chance" not in runs.columns:
+        return {}
+    split = "train" if metric.startswith("train/") else "val"
+
+    def column(name: str) -> np.ndarray:
+        values = runs[name] if name in runs.columns else pd.Series(np.nan, index=runs.index)
+        return pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
+
+    rows = zip(
+        column(f"final/{metric}"),
+        column("baseline/chance"),
+        column(f"baseline/majority_{split}"),
+        column("baseline/n_val"),
+        column(f"plateau/{metric}"),
+        strict=True,
+    )
+    return {
+        "level": [
+            baselines.describe(value, chance, majority, n_val, None if flat != flat else flat == 1)
+            for value, chance, majority, n_val, flat in rows
+        ]
+    }
 
 
 def make_figures(tables: Tables, fig_dir: Path) -> list[Figure]:
@@ -86,7 +119,10 @@ def make_figures(tables: Tables, fig_dir: Path) -> list[Figure]:
             "The comparison metric per epoch: mean over seeds (and over axes not shown) with a 95 % t band "
             "(the runs' min-max range where fewer than 3 runs share a point). "
             "Look for arms that stall near the starting value (no learning), arms that get there in fewer "
-            "epochs, and wide bands (seed-to-seed noise larger than the gap between arms).",
+            "epochs, and wide bands (seed-to-seed noise larger than the gap between arms). For an "
+            "accuracy, grey lines mark chance (dotted) and the majority-class share (dash-dot) when all "
+            "runs share them: an arm flat on the majority line predicts the commonest class, one flat "
+            "above both sits on a plateau above chance.",
         ),
         (
             "gradient_norm",

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from keras_ablate import store
-from keras_ablate.analysis import effects
+from keras_ablate.analysis import baselines, effects
 from keras_ablate.analysis.aggregate import Tables
 from keras_ablate.analysis.metrics import DERIVED
 
@@ -71,7 +71,12 @@ def summary(tables: Tables, main: pd.DataFrame, configs: pd.DataFrame) -> dict:
     if not scores.empty:
         status = effects.counts(tables.runs, tables.axes) if tables.axes else None
         ranked = scores[np.isfinite(scores["mean"].to_numpy(dtype=float))]
-        ranked = ranked.sort_values("mean", ascending=not higher).head(TOP)
+        order, ascending = ["mean"], [not higher]
+        if status is not None:
+            # At equal means (diverged runs tie with the worst finished one) fewer divergences rank first.
+            ranked = ranked.merge(status[[*tables.axes, "n_diverged"]], on=tables.axes, how="left")
+            order, ascending = ["mean", "n_diverged"], [not higher, True]
+        ranked = ranked.sort_values(order, ascending=ascending, kind="mergesort").head(TOP)
         for record in ranked.to_dict("records"):
             diverged = ""
             if status is not None:
@@ -82,12 +87,18 @@ def summary(tables: Tables, main: pd.DataFrame, configs: pd.DataFrame) -> dict:
                     diverged = (
                         f"{int(match['n_diverged'].iloc[0])} / {int(match['n_finished'].iloc[0])}"
                     )
+            mine = tables.runs
+            for a in tables.axes:
+                mine = mine[mine[a] == record[a]]
             best.append(
                 {
                     "config": label(record, tables.axes),
                     "n": int(record["n"]),
                     "value": ci_text(record["mean"], record["ci_low"], record["ci_high"]),
                     "diverged": diverged,
+                    "level": baselines.group_text(
+                        mine, f"final/{derived.get('metric')}", float(record["mean"])
+                    ),
                 }
             )
     largest = []
@@ -113,9 +124,35 @@ def summary(tables: Tables, main: pd.DataFrame, configs: pd.DataFrame) -> dict:
         "metric": derived.get("metric"),
         "direction": "higher" if higher else "lower",
         "target": num(derived.get("target")),
+        "baseline": baseline_sentence(tables, derived.get("metric") or ""),
         "best": best,
         "largest": largest,
     }
+
+
+def baseline_sentence(tables: Tables, metric: str) -> str:
+    """What an accuracy is worth without learning, from the runs' summaries ('' for other metrics)."""
+    runs = tables.runs
+    if not baselines.is_accuracy(metric) or runs.empty or "baseline/chance" not in runs.columns:
+        return ""
+    split = "train" if metric.startswith("train/") else "val"
+    parts = []
+    for name, column in (("chance", "baseline/chance"), ("majority", f"baseline/majority_{split}")):
+        values = pd.to_numeric(runs.get(column), errors="coerce").dropna()
+        if values.empty:
+            return ""
+        low, high = values.min(), values.max()
+        parts.append(
+            f"{name} {num(low, 3)}" if low == high else f"{name} {num(low, 3)}-{num(high, 3)}"
+        )
+    n_val = pd.to_numeric(runs.get("baseline/n_val"), errors="coerce").dropna()
+    tolerance = num(baselines.tolerance(float(n_val.min())), 2) if len(n_val) else "–"
+    return (
+        f"Without learning: {parts[0]} (1 / number of classes), {parts[1]} (share of the commonest "
+        f"class in the {'training' if split == 'train' else 'validation'} set); an accuracy within "
+        f"{tolerance} (1/sqrt(validation examples)) of one of them is described as at it, and one "
+        "above both whose last epochs are flat as a plateau above chance."
+    )
 
 
 def factor_tables(main: pd.DataFrame) -> list[dict]:

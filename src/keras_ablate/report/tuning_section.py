@@ -76,7 +76,8 @@ def trials_view(trials: pd.DataFrame) -> pd.DataFrame:
 
 
 def objective_figure(trials: pd.DataFrame, objective: str, arm: str):
-    """Score per trial in run order, the best-so-far line, and diverged/failed trials marked on the axis."""
+    """Score per trial in run order, the best-so-far line, and diverged/failed trials marked at the
+    worst finished trial's score (they never enter the best-so-far line)."""
     ordered = trials.sort_values("trial_id").reset_index(drop=True)
     x = np.arange(1, len(ordered) + 1)
     score = ordered["score"].astype(float).to_numpy()
@@ -94,9 +95,10 @@ def objective_figure(trials: pd.DataFrame, objective: str, arm: str):
     )
     ax.step(x, running.to_numpy(), where="post", color="tab:green", label="best so far")
     if (~ok).any():
-        floor = np.nanmin(score) if ok.any() else 0.0
+        # Drawn at the worst finished trial's score, the value a diverged run scores in a report.
+        worst = (np.nanmin(score) if maximize else np.nanmax(score)) if ok.any() else 0.0
         ax.plot(
-            x[~ok], np.full((~ok).sum(), floor), "x", color="tab:red", label="diverged / failed"
+            x[~ok], np.full((~ok).sum(), worst), "x", color="tab:red", label="diverged / failed"
         )
     ax.set_xlabel("trial (in order)")
     ax.set_ylabel(objective)

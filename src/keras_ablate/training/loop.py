@@ -17,6 +17,7 @@ from keras_ablate.config import RunSpec
 from keras_ablate.data import load_dataset
 from keras_ablate.models import build_model
 from keras_ablate.models.layers import loss_for
+from keras_ablate.scoring import best_values, blank_history, blank_probe_table, final_values
 from keras_ablate.training.probes import Probe, ProbeCallback, probe_batch
 from keras_ablate.training.step import InstrumentedModel, StopOnDivergence, optimizer_clip_kwargs
 
@@ -125,24 +126,29 @@ def run_one(spec: RunSpec) -> RunRecord:
     history = add_clip_fraction(history, steps)
 
     diverged_step = model.first_nonfinite_step
+    # Nothing measured on the diverged weights is kept (scoring.py says which epochs that is).
+    history = blank_history(history, diverged_step, steps_per_epoch)
+    probe_tables = {
+        name: blank_probe_table(table, diverged_step, steps_per_epoch)
+        for name, table in probes.tables().items()
+    }
     summary = {
         "run_id": spec.run_id,
         "status": "diverged" if diverged_step is not None else "ok",
         "diverged_step": diverged_step,
         "metric": dataset.metric,
+        "baseline": dataset.baseline(),
         "epochs_done": int(len(history)),
         "steps_done": int(len(steps)),
         "steps_per_epoch": steps_per_epoch,
         "n_params": int(model.count_params()),
-        "final": _final(history),
-        "best": _best(history, dataset.metric),
+        "final": final_values(history),
+        "best": best_values(history),
         "wall_time_s": round(time.time() - started, 3),
         "probe_time_s": round(probes.probe.seconds, 3),
         "environment": environment(),
     }
-    return RunRecord(
-        summary=summary, tables={"history": history, "steps": steps, **probes.tables()}
-    )
+    return RunRecord(summary=summary, tables={"history": history, "steps": steps, **probe_tables})
 
 
 def add_clip_fraction(history: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
@@ -166,34 +172,6 @@ def history_frame(history: dict, metric: str) -> pd.DataFrame:
     df = pd.DataFrame(renamed)
     df.insert(0, "epoch", np.arange(1, len(df) + 1, dtype=np.int64))
     return df
-
-
-def _final(history: pd.DataFrame) -> dict:
-    if history.empty:
-        return {}
-    return {k: _clean(v) for k, v in history.iloc[-1].items() if k != "epoch"}
-
-
-def _best(history: pd.DataFrame, metric: str) -> dict:
-    out = {}
-    for col in history.columns:
-        if col == "epoch":
-            continue
-        values = history[col].to_numpy(dtype=float)
-        finite = np.isfinite(values)
-        if not finite.any():
-            out[col] = None
-            continue
-        higher_is_better = col.endswith("accuracy")
-        out[col] = float(
-            np.nanmax(values[finite]) if higher_is_better else np.nanmin(values[finite])
-        )
-    return out
-
-
-def _clean(v) -> float | None:
-    v = float(v)
-    return v if math.isfinite(v) else None
 
 
 def environment() -> dict:
