@@ -166,8 +166,12 @@ class RunSettings(BaseModel):
     learning_rate: float = Field(1e-3, gt=0.0)
     batch_size: int = Field(64, ge=1)
     epochs: int = Field(3, ge=1)
-    # Speed: XLA is off by default on CPU in Keras ("auto" -> False); on gives +10-25 %.
-    jit_compile: bool = Field(True, description="compile the train step with XLA")
+    # Speed: XLA pays back its compile time only on long runs (training/compile_policy.py).
+    jit_compile: bool | Literal["auto"] = Field(
+        "auto",
+        description="compile the train step with XLA: auto (when the run is long enough to pay "
+        "back the compile time; training/compile_policy.py), true or false",
+    )
     steps_per_execution: int = Field(1, ge=1, description="train steps per tf.function call")
 
     @field_validator("architecture", "activation", "normalization", "optimizer")

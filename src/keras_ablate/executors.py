@@ -133,7 +133,11 @@ def run_spec(spec: RunSpec, threads: int | None = None) -> tuple[dict, dict]:
         )
         tables = {}
     finally:
+        released = time.perf_counter()
         _release_models()
+        teardown_s = time.perf_counter() - released
+    if isinstance(summary.get("timing"), dict):
+        summary["timing"]["teardown_s"] = round(teardown_s, 3)
     return summary, tables
 
 

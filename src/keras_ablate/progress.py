@@ -105,6 +105,7 @@ def grid_status(exp_dir: Path, run_ids: list[str] | None = None) -> dict:
     summaries = {s.get("run_id", path.name): s for path, _, s in store.iter_runs(exp_dir)}
     counts = {"done": 0, "diverged": 0, "failed": 0, "missing": 0}
     wall_times = []
+    phases: dict[str, float] = {}  # seconds per phase (summary["timing"]), summed over runs
     ids = list(dict.fromkeys(run_ids)) if run_ids is not None else sorted(summaries)
     for run_id in ids:
         summary = summaries.get(run_id)
@@ -112,6 +113,10 @@ def grid_status(exp_dir: Path, run_ids: list[str] | None = None) -> dict:
         counts["done" if status == "ok" else status if status in counts else "failed"] += 1
         if summary is not None and status in ("ok", "diverged") and summary.get("wall_time_s"):
             wall_times.append(float(summary["wall_time_s"]))
+        if summary is not None and isinstance(summary.get("timing"), dict):
+            for phase, seconds in summary["timing"].items():
+                if isinstance(seconds, (int, float)):
+                    phases[phase] = phases.get(phase, 0.0) + float(seconds)
     if run_ids is None:
         counts["missing"] = None
     progress = read_progress(exp_dir)
@@ -123,6 +128,7 @@ def grid_status(exp_dir: Path, run_ids: list[str] | None = None) -> dict:
         **counts,
         "runner": _runner_state(progress, alive),
         "mean_wall_time_s": sum(wall_times) / len(wall_times) if wall_times else None,
+        "time_by_phase_s": {k: round(v, 1) for k, v in phases.items()},
         "eta_s": None,
     }
     if alive:
@@ -160,12 +166,22 @@ def eta_seconds(
     return None
 
 
+def format_phases(phases: dict) -> str:
+    """'build 1.2 s, compile 20.3 s, ...' from {'build_s': 1.2, ...} (summed run timings)."""
+    return ", ".join(
+        f"{name.removesuffix('_s').replace('_', ' ')} {seconds:.1f} s"
+        for name, seconds in phases.items()
+    )
+
+
 def format_status(status: dict) -> str:
     lines = [f"{status['experiment']}: {status['runs']} runs -> {status['results']}"]
     missing = "?" if status["missing"] is None else status["missing"]
     lines.append(
         f"  done {status['done']}  diverged {status['diverged']}  failed {status['failed']}  missing {missing}"
     )
+    if status.get("time_by_phase_s"):
+        lines.append(f"  time in runs: {format_phases(status['time_by_phase_s'])}")
     if status["runner"] == "running":
         eta = status.get("eta_s")
         eta_text = "unknown" if eta is None else time.strftime("%H:%M:%S", time.gmtime(eta))

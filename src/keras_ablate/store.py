@@ -24,7 +24,7 @@ DONE_STATUSES = ("ok", "diverged")
 # Summary keys that describe one invocation rather than the run: `environment` and every timing
 # (`wall_time_s`, `probe_time_s`, ... a timing key ends in `_time_s`). Everything else in a run
 # folder is byte-identical between executors, worker counts and interrupted-then-resumed grids.
-PER_INVOCATION_KEYS = ("environment",)
+PER_INVOCATION_KEYS = ("environment", "timing")
 PER_INVOCATION_SUFFIX = "_time_s"
 
 

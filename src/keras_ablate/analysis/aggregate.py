@@ -295,7 +295,7 @@ def _run_row(spec: dict, summary: dict) -> dict:
     row["metric"] = summary.get("metric")
     for key in ("epochs_done", "steps_done", "steps_per_epoch", "n_params", "wall_time_s"):
         row[key] = summary.get(key)
-    for prefix in ("final", "best", "baseline"):
+    for prefix in ("final", "best", "baseline", "timing"):
         for key, value in (summary.get(prefix) or {}).items():
             row[f"{prefix}/{key}"] = value
     row["error"] = summary.get("error")

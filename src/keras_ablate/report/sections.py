@@ -280,6 +280,16 @@ def environment(exp_dir: Path, tables: Tables, build_seconds: float) -> dict:
     runs = tables.runs
     if len(runs) and "wall_time_s" in runs.columns:
         out["training time, sum over runs"] = f"{float(runs['wall_time_s'].fillna(0).sum()):.1f} s"
+    phases = {
+        c.removeprefix("timing/"): float(runs[c].fillna(0).sum())
+        for c in runs.columns
+        if c.startswith("timing/")
+    }
+    if phases:
+        out["time by phase, sum over runs"] = ", ".join(
+            f"{name.removesuffix('_s').replace('_', ' ')} {seconds:.1f} s"
+            for name, seconds in phases.items()
+        )
     times = [
         (p / "summary.json").stat().st_mtime
         for p in (exp_dir / "runs").glob("*/")

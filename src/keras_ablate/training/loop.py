@@ -18,6 +18,7 @@ from keras_ablate.data import load_dataset
 from keras_ablate.models import build_model
 from keras_ablate.models.layers import loss_for
 from keras_ablate.scoring import best_values, blank_history, blank_probe_table, final_values
+from keras_ablate.training.compile_policy import resolve_jit
 from keras_ablate.training.probes import Probe, ProbeCallback, probe_batch
 from keras_ablate.training.step import InstrumentedModel, StopOnDivergence, optimizer_clip_kwargs
 
@@ -62,7 +63,7 @@ def compile_model(model: keras.Model, settings: dict, dataset) -> keras.Model:
         optimizer=make_optimizer(settings),
         loss=loss_for(dataset),
         metrics=[dataset.metric],
-        jit_compile=settings["jit_compile"],
+        jit_compile=resolve_jit(settings, len(dataset.x_train), dataset.seq_len),
         steps_per_execution=settings["steps_per_execution"],
     )
     return model
@@ -103,20 +104,25 @@ def array_pipeline(x, y, batch_size: int, shuffle: bool) -> tf.data.Dataset:
 def run_one(spec: RunSpec) -> RunRecord:
     """Train one run and return its records. A diverged run returns normally with status 'diverged'."""
     started = time.time()
+    clock = time.perf_counter()
     settings = spec.settings
     dataset = load_dataset(spec.dataset["name"], spec.dataset["options"])
+    load_s = time.perf_counter() - clock
     steps_per_epoch = math.ceil(len(dataset.x_train) / settings["batch_size"])
     capacity = steps_per_epoch * settings["epochs"]
+    clock = time.perf_counter()
     model = build_instrumented(settings, dataset, spec.seed, capacity)
     # Probe-batch instruments at initialization and after every epoch (training/probes.py).
     probes = ProbeCallback(Probe(model, *probe_batch(dataset), loss_for(dataset)))
+    build_s = time.perf_counter() - clock
+    timer = RunTimer()
 
     fit = model.fit(
         **fit_data(dataset, settings["batch_size"]),
         epochs=settings["epochs"],
         shuffle=False,  # the pipeline shuffles; Keras warns about its default True with one
         verbose=0,
-        callbacks=[probes, StopOnDivergence()],
+        callbacks=[timer, probes, StopOnDivergence()],
     )
     history = history_frame(fit.history, dataset.metric)
     columns, rows = model.step_records()
@@ -146,9 +152,72 @@ def run_one(spec: RunSpec) -> RunRecord:
         "best": best_values(history),
         "wall_time_s": round(time.time() - started, 3),
         "probe_time_s": round(probes.probe.seconds, 3),
+        "jit_compiled": bool(model.jit_compile),
+        "timing": timer.breakdown(load_s, build_s, probes.probe.seconds),
         "environment": environment(),
     }
     return RunRecord(summary=summary, tables={"history": history, "steps": steps, **probe_tables})
+
+
+class RunTimer(keras.callbacks.Callback):
+    """Where a run's time goes: train steps, the first step's tracing/compilation, evaluation.
+
+    Each train batch and each evaluation is timed between its begin and end hooks (a step call
+    returns when its work is done on CPU). The first train batch and the first evaluation also
+    trace (and with XLA compile) their functions: their excess over a typical later one is
+    counted as `compile_s`. Probes are timed by the probe itself; the fit loop's own
+    bookkeeping (callbacks, the input pipeline between steps) is `other_fit_s`.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.batches: list[float] = []
+        self.evaluations: list[float] = []
+        self.fit_s = 0.0
+        self._clock = 0.0
+
+    def on_train_begin(self, logs=None):
+        self._fit_started = time.perf_counter()
+
+    def on_train_end(self, logs=None):
+        self.fit_s = time.perf_counter() - self._fit_started
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self._clock = time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.batches.append(time.perf_counter() - self._clock)
+
+    def on_test_begin(self, logs=None):
+        self._test_clock = time.perf_counter()
+
+    def on_test_end(self, logs=None):
+        self.evaluations.append(time.perf_counter() - self._test_clock)
+
+    def breakdown(self, load_s: float, build_s: float, probe_s: float) -> dict:
+        """Seconds per phase (teardown is added by the executor that releases the model)."""
+        train_trace = _first_excess(self.batches)
+        eval_trace = _first_excess(self.evaluations)
+        steps_s = sum(self.batches) - train_trace
+        eval_s = sum(self.evaluations) - eval_trace
+        compile_s = train_trace + eval_trace
+        other = self.fit_s - steps_s - eval_s - compile_s - probe_s
+        return {
+            "load_s": round(load_s, 3),
+            "build_s": round(build_s, 3),
+            "compile_s": round(compile_s, 3),
+            "steps_s": round(steps_s, 3),
+            "eval_s": round(eval_s, 3),
+            "probe_s": round(probe_s, 3),
+            "other_fit_s": round(max(other, 0.0), 3),
+        }
+
+
+def _first_excess(durations: list[float]) -> float:
+    """How much longer the first call took than the median later one (0 with one call)."""
+    if len(durations) < 2:
+        return 0.0
+    return max(durations[0] - float(np.median(durations[1:])), 0.0)
 
 
 def add_clip_fraction(history: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
