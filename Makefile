@@ -56,6 +56,7 @@ bench: setup
 	$(BIN)/python benchmarks/cells.py
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/report_scale.py
+	$(BIN)/python benchmarks/jit_break_even.py
 
 clean:
 	rm -rf build dist src/*.egg-info .pytest_cache
