@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 
 from keras_ablate.config import RunSettings, RunSpec, make_run_id
 from keras_ablate.data import load_dataset
-from keras_ablate.training.loop import build_instrumented, fit_data, run_one
+from keras_ablate.training.loop import add_clip_fraction, build_instrumented, fit_data, run_one
 from keras_ablate.training.step import clip_gradients
 
 DATA = {"name": "ngram", "options": {"n_train": 64, "n_val": 16, "seq_len": 10, "vocab_size": 20}}
@@ -118,6 +119,32 @@ def test_clip_flag_and_post_clip_norm_match_what_the_optimizer_applied(clip):
     applied_flat = np.concatenate([a.ravel() for a in applied])
     cosine = raw_flat @ applied_flat / (np.linalg.norm(raw_flat) * np.linalg.norm(applied_flat))
     np.testing.assert_allclose(row["grad/cosine"], cosine, atol=1e-5)
+    # Per layer, before and after clipping: the raw tape and the update the optimizer applied.
+    by_var = {
+        id(v): (g, a) for v, g, a in zip(model.trainable_variables, raw, applied, strict=True)
+    }
+    clipped_somewhere = False
+    for layer in model.layers:
+        if not layer.trainable_variables:
+            continue
+        pairs = [by_var[id(v)] for v in layer.trainable_variables]
+        raw_norm = np.sqrt(sum(np.sum(g.astype(np.float64) ** 2) for g, _ in pairs))
+        applied_norm = np.sqrt(sum(np.sum(a.astype(np.float64) ** 2) for _, a in pairs))
+        np.testing.assert_allclose(row[f"grad/norm/{layer.name}"], raw_norm, rtol=1e-5)
+        np.testing.assert_allclose(
+            row[f"grad/norm_clipped/{layer.name}"], applied_norm, rtol=1e-4, atol=1e-7
+        )
+        clipped_somewhere |= applied_norm < 0.99 * raw_norm
+    assert clipped_somewhere == expected_fired  # so the two columns were told apart above
+
+
+def test_clip_fraction_is_the_share_of_an_epochs_steps_that_clipped():
+    steps = pd.DataFrame(
+        {"epoch": [0, 0, 0, 0, 1, 1, 1, 1], "grad/clipped": [1.0, 0, 0, 0, 1, 1, 1, 0]}
+    )
+    history = pd.DataFrame({"epoch": [1, 2], "train/loss": [0.5, 0.4]})
+    out = add_clip_fraction(history, steps)
+    np.testing.assert_array_equal(out["train/clip_fraction"], [0.25, 0.75])
 
 
 def test_clip_gradients_matches_numpy_formulas():
