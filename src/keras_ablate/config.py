@@ -350,6 +350,10 @@ class RunSpec:
     def from_json(cls, d: dict[str, Any]) -> RunSpec:
         return cls(**d)
 
+    def model_key(self) -> str:
+        """Equal for runs that build the same model and train step: everything but the seed."""
+        return json.dumps([self.settings, self.dataset], sort_keys=True, default=str)
+
     def label(self) -> str:
         """Short human label: the axis levels that vary, then the seed."""
         parts = [f"{k}={v}" for k, v in self.axes.items()]

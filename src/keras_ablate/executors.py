@@ -204,6 +204,7 @@ class _Worker:
     spec: RunSpec | None = None
     dispatched_at: float = 0.0
     runs: int = 0
+    last_key: str | None = None  # model key of the last run handed to this worker
 
 
 class PoolExecutor:
@@ -232,6 +233,7 @@ class PoolExecutor:
 
         context = multiprocessing.get_context("spawn")
         queue = deque(specs)
+        keys = {spec.run_id: spec.model_key() for spec in specs}
         pool: list[_Worker] = []
 
         def start() -> None:
@@ -252,7 +254,8 @@ class PoolExecutor:
             while True:
                 for worker in pool:
                     if worker.spec is None and queue:
-                        worker.spec, worker.dispatched_at = queue.popleft(), time.time()
+                        worker.spec, worker.dispatched_at = _take(queue, worker, keys), time.time()
+                        worker.last_key = keys[worker.spec.run_id]
                         worker.conn.send(worker.spec.to_json())
                         yield Event("start", worker.spec, pid=worker.process.pid)
                 busy = [w for w in pool if w.spec is not None]
@@ -307,6 +310,19 @@ class PoolExecutor:
         )
         store.write_run(self.exp_dir, spec, summary, {})
         return summary
+
+
+def _take(queue: deque, worker: _Worker, keys: dict[str, str]) -> RunSpec:
+    """The next run for `worker`: the first queued one with the model of its last run (another
+    seed of that configuration, so the worker reuses its compiled model: training/loop.py),
+    else the head of the queue. Seeds of one configuration cost the same, so the largest-first
+    order is kept up to ties."""
+    if worker.last_key is not None:
+        for index, spec in enumerate(queue):
+            if keys[spec.run_id] == worker.last_key:
+                del queue[index]
+                return spec
+    return queue.popleft()
 
 
 def _receive(worker: _Worker) -> dict | None:

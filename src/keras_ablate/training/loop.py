@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import platform
 import time
 from dataclasses import dataclass, field
@@ -54,6 +55,42 @@ def build_instrumented(settings: dict, dataset, seed: int, capacity: int) -> Ins
     compile_model(model, settings, dataset)
     model.configure_instruments(settings["clip"], capacity)
     return model
+
+
+# The last run's compiled model (and its probe), kept for the next run of this process if that
+# one has the same settings and data (another seed of the same configuration): its traced (and
+# with XLA compiled) train, evaluation and probe functions are then reused (reinitialize).
+_KEPT: dict[str, tuple] = {}
+
+
+def reuse_enabled() -> bool:
+    """Reuse compiled models across seeds unless KERAS_ABLATE_REUSE=0 (for checking and debugging)."""
+    return os.environ.get("KERAS_ABLATE_REUSE", "1") != "0"
+
+
+def reinitialize(model: InstrumentedModel, settings: dict, dataset, seed: int) -> None:
+    """Put a kept compiled model in the state a fresh build_instrumented(..., seed) would have.
+
+    A fresh model is built with the same seed (so the same random draws, in the same order) and
+    every variable of every layer (weights, batch-norm statistics, dropout seed states) is
+    copied from it; the optimizer's step counter and slot variables go back to zero (their
+    initial value) and the step records are emptied. Building is cheap; what is saved is the
+    tracing and compiling of the train, evaluation and probe functions. Tested: the records of
+    seeds trained this way equal those of fresh builds byte for byte.
+    """
+    keras.utils.set_random_seed(seed)
+    fresh = build_model(settings, dataset)
+    for kept_layer, fresh_layer in zip(model.layers, fresh.layers, strict=True):
+        if kept_layer.name != fresh_layer.name:
+            raise RuntimeError(f"kept model differs: {kept_layer.name} vs {fresh_layer.name}")
+        for kept_variable, fresh_variable in zip(
+            kept_layer.variables, fresh_layer.variables, strict=True
+        ):
+            kept_variable.assign(fresh_variable)
+    for variable in model.optimizer.variables:
+        if variable.path.rsplit("/", 1)[-1] != "learning_rate":
+            variable.assign(keras.ops.zeros(variable.shape, variable.dtype))
+    model.reset_instruments()
 
 
 def compile_model(model: keras.Model, settings: dict, dataset) -> keras.Model:
@@ -111,9 +148,18 @@ def run_one(spec: RunSpec) -> RunRecord:
     steps_per_epoch = math.ceil(len(dataset.x_train) / settings["batch_size"])
     capacity = steps_per_epoch * settings["epochs"]
     clock = time.perf_counter()
-    model = build_instrumented(settings, dataset, spec.seed, capacity)
-    # Probe-batch instruments at initialization and after every epoch (training/probes.py).
-    probes = ProbeCallback(Probe(model, *probe_batch(dataset), loss_for(dataset)))
+    key = spec.model_key()
+    kept = _KEPT.pop(key, None) if reuse_enabled() else None
+    _KEPT.clear()  # at most one kept model per process
+    if kept is None:
+        model = build_instrumented(settings, dataset, spec.seed, capacity)
+        # Probe-batch instruments at initialization and after every epoch (training/probes.py).
+        probe = Probe(model, *probe_batch(dataset), loss_for(dataset))
+    else:
+        model, probe = kept
+        reinitialize(model, settings, dataset, spec.seed)
+        probe.seconds = 0.0
+    probes = ProbeCallback(probe)
     build_s = time.perf_counter() - clock
     timer = RunTimer()
 
@@ -124,6 +170,8 @@ def run_one(spec: RunSpec) -> RunRecord:
         verbose=0,
         callbacks=[timer, probes, StopOnDivergence()],
     )
+    if reuse_enabled():
+        _KEPT[key] = (model, probe)
     history = history_frame(fit.history, dataset.metric)
     columns, rows = model.step_records()
     steps = pd.DataFrame(rows, columns=columns)
@@ -153,6 +201,7 @@ def run_one(spec: RunSpec) -> RunRecord:
         "wall_time_s": round(time.time() - started, 3),
         "probe_time_s": round(probes.probe.seconds, 3),
         "jit_compiled": bool(model.jit_compile),
+        "reused_compiled_model": kept is not None,
         "timing": timer.breakdown(load_s, build_s, probes.probe.seconds),
         "environment": environment(),
     }

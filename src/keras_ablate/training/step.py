@@ -140,6 +140,12 @@ class InstrumentedModel(keras.Model):
         )
         self._capacity = capacity
 
+    def reset_instruments(self) -> None:
+        """Empty the step records, as after configure_instruments (for a reused model)."""
+        self._records.assign(tf.fill(tf.shape(self._records), np.float32(np.nan)))
+        self._step.assign(0)
+        self._first_nonfinite.assign(-1)
+
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         with tf.GradientTape() as tape:
