@@ -2,9 +2,10 @@
 
 XLA makes each steady-state step faster, but compiling costs seconds per model, so it pays only
 on long runs. Measured here (benchmarks/jit_break_even.py, one thread as a worker runs, the
-default grid's shapes; docs/COSTS.md has the numbers): compiling with XLA cost 4-5 s more than
-tracing without it, and saved per train step about 0.1 ms (cnn), 0.25 ms (SimpleRNN), 2.7 ms
-(LSTM) and 4.8 ms (GRU) at 20 timesteps. The break-even is that cost divided by that saving.
+default grid's shapes, 2026-12-02): compiling with XLA took 2.1-3.6 s more than tracing without
+it, and saved per train step 0.9 ms (SimpleRNN), 1.6 ms (LSTM) and 3.7 ms (GRU) at 20
+timesteps; the CNN was not faster with XLA at all. The break-even is that cost divided by that
+saving (an earlier, more loaded measurement gave about 1.5x these numbers for the LSTM and GRU).
 
 The work of a run is its planned train steps, times the sequence length for recurrent models
 (their saving per step grows with the timesteps the loop runs). The decision depends on the
@@ -18,12 +19,12 @@ from __future__ import annotations
 import math
 
 # architecture family -> work (train steps, x timesteps if recurrent) from which XLA pays back.
-BREAK_EVEN_WORK: dict[str, int] = {
-    "cnn": 40_000,  # 4 s / 0.1 ms: practically never
-    "mlp": 40_000,  # no recurrent loop either: treated like the CNN
-    "rnn": 340_000,  # 4.2 s / 0.25 ms per step at T=20
-    "lstm": 34_000,  # 4.7 s / 2.7 ms per step at T=20
-    "gru": 18_000,  # 4.0 s / 4.8 ms per step at T=20
+BREAK_EVEN_WORK: dict[str, float] = {
+    "cnn": math.inf,  # no per-step saving measured: never worth compiling
+    "mlp": math.inf,  # no recurrent loop either: treated like the CNN
+    "rnn": 60_000,  # 2.7 s / 0.9 ms per step at T=20
+    "lstm": 26_000,  # 2.1 s / 1.6 ms per step at T=20
+    "gru": 11_000,  # 2.1 s / 3.7 ms per step at T=20
 }
 RECURRENT_FAMILIES = ("rnn", "lstm", "gru")
 
