@@ -177,6 +177,28 @@ class WindowMask(keras.layers.Layer):
         return {**super().get_config(), "kernel_size": self.kernel_size, "padding": self.padding}
 
 
+class AlignToStart(keras.layers.Layer):
+    """[x (batch, time, features), mask (batch, time)] -> x with each example's real positions moved,
+    in order, to the start and zeros after them.
+
+    A layer that reads positions (the MLP's Dense over the flattened sequence) then sees a text
+    the same way whether it was padded before or after: token k of the text is at position k.
+    """
+
+    def call(self, inputs):
+        x, mask = inputs
+        steps = ops.shape(x)[1]
+        real = ops.cast(mask, "int32")
+        # Real positions first, each group in its original order: sort by (padding, position).
+        order = ops.argsort((1 - real) * steps + ops.arange(steps, dtype="int32")[None, :], axis=1)
+        aligned = ops.take_along_axis(x, order[..., None], axis=1)
+        kept = ops.take_along_axis(real, order, axis=1)
+        return aligned * ops.cast(kept, x.dtype)[..., None]
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+
 class MaskedGlobalPooling(keras.layers.Layer):
     """Max or average over the real positions of [x (batch, time, channels), mask (batch, time)].
 
