@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from keras_ablate import data as data_registry
+from keras_ablate import yaml_input
 from keras_ablate.errors import ConfigError, suggest, unknown_name
 from keras_ablate.models.names import (
     ACTIVATIONS,
@@ -368,31 +368,16 @@ def make_run_id(settings: dict[str, Any], dataset: dict[str, Any], seed: int) ->
 
 def _line_map(text: str) -> dict[tuple, int]:
     """Map key paths ('grid', 'activation', 2) to 1-based line numbers in the YAML text."""
-    lines: dict[tuple, int] = {}
-
-    def walk(node, path):
-        lines[path] = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                walk(value, path + (key.value,))
-                lines[path + (key.value,)] = key.start_mark.line + 1
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                walk(item, path + (i,))
-
     try:
-        root = yaml.compose(text)
-    except yaml.YAMLError:
-        return lines
-    if root is not None:
-        walk(root, ())
-    return lines
+        return yaml_input.load(text, "<text>")[1]
+    except ConfigError:
+        return {}
 
 
 class _Locator:
-    def __init__(self, source: str, text: str):
+    def __init__(self, source: str, text: str = "", lines: dict[tuple, int] | None = None):
         self.source = source
-        self.lines = _line_map(text)
+        self.lines = lines if lines is not None else _line_map(text)
 
     def where(self, path: tuple) -> str:
         # Use the deepest prefix of the path that has a line.
@@ -441,10 +426,7 @@ def load_experiment(
     Raises:
         ConfigError: with file, line, key path and the valid choices.
     """
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: no such file")
-    text = path.read_text(encoding="utf-8")
+    text = yaml_input.read_text(path)
     return parse_experiment(
         text, source=str(path), results_dir=results_dir, use_base_from=use_base_from
     )
@@ -461,14 +443,8 @@ def parse_experiment(
     `results_dir` is where `base_from: tuning` looks; `use_base_from=False` ignores base_from
     (the tune command itself starts from base).
     """
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{where}: YAML syntax error: {problem}") from None
-    loc = _Locator(source, text)
+    raw, lines = yaml_input.load(text, source)
+    loc = _Locator(source, lines=lines)
     if not isinstance(raw, dict):
         raise loc.error((), "the file must be a mapping with at least 'name' and 'dataset'")
     try:
