@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,11 @@ from keras_ablate.models.names import (
 
 # Grid axes may also vary a dataset option: `dataset.seq_len: [10, 50]`.
 DATASET_AXIS_PREFIX = "dataset."
+# The most runs one file may plan (the default grid has 96): enough for a cluster, and a bound
+# that a mistyped `seeds: 1e9` or a runaway factorial hits at once instead of exhausting memory.
+MAX_RUNS = 100_000
+# Seeds go to keras.utils.set_random_seed, whose NumPy part takes 0 <= seed < 2**32.
+MAX_SEED = 2**32 - 1
 
 
 def parse_clip(text: str) -> tuple[str, float | None]:
@@ -260,7 +266,9 @@ class TuneSection(BaseModel):
         None, ge=1, description="hyperband: most epochs of one trial (default: epochs)"
     )
     factor: int = Field(3, ge=2, description="hyperband: reduction factor between rounds")
-    seed: int = Field(0, description="seeds the search and every trial's weights and shuffling")
+    seed: int = Field(
+        0, ge=0, le=MAX_SEED, description="seeds the search and every trial's weights and shuffling"
+    )
     space: dict[str, Any] = Field(
         default_factory=dict, description="setting -> {type: int|float|choice, ...}"
     )
@@ -569,15 +577,14 @@ def expand(
 
     if exp.tune is not None:
         tuning_config.search_space(exp, loc)
+    seeds = _check_seeds(exp, loc)
+    _check_plan_size(axes, exp.design, len(seeds), loc)
     combos = list(_design(axes, exp.design))
     tuned = (
         tuning_config.tuned_values(exp, combos, loc, results_dir)
         if exp.base_from and use_base_from
         else None
     )
-    seeds = exp.seed_list
-    if not seeds:
-        raise loc.error(("seeds",), "give at least one seed")
     specs: list[RunSpec] = []
     fingerprints: dict[str, dict | None] = {}
     for combo in combos:
@@ -631,6 +638,52 @@ def expand(
     if not specs:
         raise loc.error(("exclude",), "every run of the grid is excluded: nothing to run")
     return specs
+
+
+def _check_seeds(exp: Experiment, loc: _Locator) -> list[int]:
+    """The seed list, each a valid Keras/NumPy seed, none twice (checked before any run exists)."""
+    if isinstance(exp.seeds, int):
+        if not 1 <= exp.seeds <= MAX_RUNS:
+            raise loc.error(
+                ("seeds",),
+                f"a count N means seeds 0 .. N-1: give N from 1 to {MAX_RUNS:,} (got "
+                f"{exp.seeds}), or a list of seeds",
+            )
+        return exp.seed_list
+    if not exp.seeds:
+        raise loc.error(("seeds",), "give at least one seed")
+    first: dict[int, int] = {}
+    for i, seed in enumerate(exp.seeds):
+        if not 0 <= seed <= MAX_SEED:
+            raise loc.error(
+                ("seeds", i),
+                f"seed {seed} is out of range: a seed is an integer from 0 to {MAX_SEED} "
+                "(what NumPy and Keras accept)",
+            )
+        if seed in first:
+            raise loc.error(
+                ("seeds", i),
+                f"seed {seed} appears twice (also seeds[{first[seed]}]): each seed is one run",
+            )
+        first[seed] = i
+    return list(exp.seeds)
+
+
+def _check_plan_size(axes: dict[str, list], design: str, n_seeds: int, loc: _Locator) -> None:
+    """Refuse a plan too large to list before listing it (a typo can multiply a grid by 1000)."""
+    sizes = [len(levels) for levels in axes.values()]
+    if design == "factorial":
+        combos = math.prod(sizes)
+        shape = " x ".join(f"{len(v)} {k}" for k, v in axes.items()) or "1 configuration"
+    else:
+        combos = 1 + sum(n - 1 for n in sizes)
+        shape = f"{combos} configurations (one at a time)"
+    if combos * n_seeds > MAX_RUNS:
+        raise loc.error(
+            ("grid",),
+            f"{combos * n_seeds:,} runs ({shape} x {n_seeds} seed(s)); one experiment holds at "
+            f"most {MAX_RUNS:,}: split it into several files",
+        )
 
 
 def _design(axes: dict[str, list], design: str):

@@ -44,6 +44,7 @@ class _TextOptions(BaseModel):
     )
     seed: int = Field(
         0,
+        ge=0,
         description="data seed for subsampling and the split: every run of a grid sees the same data",
     )
 
