@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+import sys
 import time
 
 import pytest
 
 from keras_ablate.config import MAX_SEED, parse_experiment
-from tests.test_yaml_input import VALID, _refused
+from tests.test_yaml_input import VALID, _cli, _refused
 
 # ---- 6. seeds and plan size, checked when the file is read -------------------------------------
 
@@ -43,3 +44,66 @@ def test_a_plan_too_large_to_list_is_refused_before_listing(write_yaml, tmp_path
     err = _refused(capsys, path, tmp_path / "results", commands=("plan",))
     assert time.perf_counter() - started < 1.0
     assert "320,000 runs (2 architecture x 400 units x 400 epochs x 1 seed(s))" in err
+
+
+# ---- 4. user data checked before any run; 8. batch size against it -----------------------------
+
+GOOD_CSV = "text,label\n" + "".join(f"good film {i},pos\nbad film {i},neg\n" for i in range(6))
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (
+            GOOD_CSV.replace("text,label", "review,label"),
+            r"no column 'text'.*columns found: review",
+        ),
+        ("text,label\ngood,pos\nfine,pos\nnice,pos\n", r"only one class \('pos'\)"),
+        (
+            GOOD_CSV.encode() + "caf\xe9,pos\n".encode("latin-1"),
+            r"line 14: bytes .* not valid utf-8",
+        ),
+        ("text,label\n\n", r"has no data rows"),
+        (GOOD_CSV + "odd,pos,extra\n", r"line 14: 3 fields, but the header"),
+    ],
+    ids=["missing-column", "one-class", "bad-encoding", "no-rows", "ragged-row"],
+)
+def test_bad_user_data_stops_plan_and_run_before_any_run(
+    tmp_path, monkeypatch, capsys, content, message
+):
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "reviews.csv"
+    data.write_bytes(content if isinstance(content, bytes) else content.encode())
+    path = tmp_path / "own.yaml"
+    path.write_text(
+        "name: own\ndataset: {name: csv, options: {path: reviews.csv}}\n"
+        "base: {epochs: 1, units: 4}\ngrid: {architecture: [cnn, lstm]}\n",
+        encoding="utf-8",
+    )
+    err = _refused(capsys, path, tmp_path / "results")
+    assert "reviews.csv" in err and re.search(message, err), err
+
+
+def test_checking_user_data_at_plan_time_does_not_import_tensorflow(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "reviews.csv").write_text(GOOD_CSV, encoding="utf-8")
+    path = tmp_path / "own.yaml"
+    path.write_text(
+        "name: own\ndataset: {name: csv, options: {path: reviews.csv}}\nbase: {batch_size: 8}\n",
+        encoding="utf-8",
+    )
+    sys.modules.pop("tensorflow", None)
+    before = set(sys.modules)
+    assert _cli(capsys, "plan", path)[0] == 0
+    assert "tensorflow" not in set(sys.modules) - before
+
+
+def test_batch_size_larger_than_the_training_set_warns_at_plan_time(write_yaml, capsys):
+    path = write_yaml(VALID.replace("batch_size: 16", "batch_size: 100"))
+    code, err = _cli(capsys, "plan", path)
+    assert code == 0
+    assert (
+        f"warning: {path}:3: base.batch_size: batch_size 100 is larger than the 64 training" in err
+    )
+    code, err = _cli(capsys, "plan", write_yaml(VALID, "fine.yaml"))
+    assert code == 0 and "warning" not in err

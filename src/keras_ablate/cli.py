@@ -182,12 +182,15 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _load(args):
+def _load(args, warn: bool = True):
     from keras_ablate.config import filter_specs, load_experiment
 
     exp, all_specs = load_experiment(
         args.file, results_dir=getattr(args, "results_dir", DEFAULT_RESULTS)
     )
+    if warn:
+        for warning in exp.warnings:
+            print(f"keras-ablate: warning: {warning}", file=sys.stderr)
     specs = all_specs
     if getattr(args, "filter", None):
         specs = filter_specs(all_specs, args.filter)
@@ -296,7 +299,7 @@ def cmd_status(args) -> int:
             run_ids = None  # no grid recorded: count the folders there are
     elif target.exists():
         _exp, _specs, exp_dir, all_specs = _load(
-            argparse.Namespace(file=args.target, results_dir=args.results_dir)
+            argparse.Namespace(file=args.target, results_dir=args.results_dir), warn=False
         )
         run_ids = [s.run_id for s in all_specs]
     else:
@@ -314,7 +317,7 @@ def cmd_report(args) -> int:
         exp_dir = target
     elif target.exists():
         _exp, _specs, exp_dir, _ = _load(
-            argparse.Namespace(file=args.target, results_dir=args.results_dir)
+            argparse.Namespace(file=args.target, results_dir=args.results_dir), warn=False
         )
     else:
         raise UserError(f"{target}: no such experiment file or results folder")

@@ -11,11 +11,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from keras_ablate import data as data_registry
 from keras_ablate import yaml_input
-from keras_ablate.errors import ConfigError, suggest, unknown_name
+from keras_ablate.errors import ConfigError, DataError, suggest, unknown_name
 from keras_ablate.models.names import (
     ACTIVATIONS,
     ARCHITECTURES,
@@ -315,6 +323,12 @@ class Experiment(BaseModel):
         None, description="take tuned settings: defaults < base < base_from < grid"
     )
     claim: ClaimSection | None = Field(None, description="a study-note claim this experiment tests")
+    # Things worth saying that do not stop a plan (expand fills it): the CLI prints them.
+    _warnings: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self._warnings)
 
     @property
     def seed_list(self) -> list[int]:
@@ -587,6 +601,8 @@ def expand(
     )
     specs: list[RunSpec] = []
     fingerprints: dict[str, dict | None] = {}
+    train_sizes: dict[str, int | None] = {}
+    small_data: set[tuple[int, int]] = set()
     for combo in combos:
         tuned_here, tuned_from = tuned(combo) if tuned else ({}, "")
         merged = {**base, **tuned_here, **combo}
@@ -618,9 +634,15 @@ def expand(
         dataset = {"name": ds_name, "options": options}
         key = _freeze(options)
         if key not in fingerprints:
-            fingerprints[key] = ds_entry.fingerprint_of(
-                ds_entry.options_model().model_validate(options)
-            )
+            validated = ds_entry.options_model().model_validate(options)
+            try:
+                fingerprints[key] = ds_entry.fingerprint_of(validated)
+                train_sizes[key] = ds_entry.check_of(validated)
+            except DataError as exc:
+                raise loc.error(("dataset", "options"), str(exc)) from None
+        n_train = train_sizes[key]
+        if n_train is not None and settings["batch_size"] > n_train:
+            small_data.add((settings["batch_size"], n_train))
         if fingerprints[key]:
             dataset["fingerprint"] = fingerprints[key]
         for seed in seeds:
@@ -637,7 +659,22 @@ def expand(
             )
     if not specs:
         raise loc.error(("exclude",), "every run of the grid is excluded: nothing to run")
+    exp._warnings = [_batch_warning(loc, exp, batch, n) for batch, n in sorted(small_data)]
     return specs
+
+
+def _batch_warning(loc: _Locator, exp: Experiment, batch_size: int, n_train: int) -> str:
+    # Point at the grid axis or base entry that set batch_size (else the default applied).
+    path = next(
+        (p for p in (("grid", "batch_size"), ("base", "batch_size")) if p[1] in getattr(exp, p[0])),
+        (),
+    )
+    where = loc.where(path) + (f": {_format_path(path)}" if path else "")
+    return (
+        f"{where}: batch_size {batch_size} is larger than the {n_train} training examples of "
+        f"dataset '{exp.dataset.name}': every epoch is a single step of {n_train} examples; "
+        f"use batch_size <= {n_train} or more training data"
+    )
 
 
 def _check_seeds(exp: Experiment, loc: _Locator) -> list[int]:
