@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import time
 
 import pytest
 
-from keras_ablate.config import MAX_SEED, parse_experiment
+from keras_ablate import store
+from keras_ablate.config import MAX_SEED, load_experiment, parse_experiment, slug_of
 from tests.test_yaml_input import VALID, _cli, _refused
 
 # ---- 6. seeds and plan size, checked when the file is read -------------------------------------
@@ -107,3 +109,61 @@ def test_batch_size_larger_than_the_training_set_warns_at_plan_time(write_yaml, 
     )
     code, err = _cli(capsys, "plan", write_yaml(VALID, "fine.yaml"))
     assert code == 0 and "warning" not in err
+
+
+# ---- 7. one folder per experiment name ---------------------------------------------------------
+
+
+def test_names_that_differ_get_different_folders_and_safe_names_keep_theirs():
+    names = ["a/b", "a b", "a_b", "a:b", "..", "x" * 300]
+    slugs = [slug_of(n) for n in names]
+    assert len(set(slugs)) == len(names)
+    assert (
+        slug_of("a_b") == "a_b" and slug_of("claim_05_lstm_gradients") == "claim_05_lstm_gradients"
+    )
+    assert all(len(s) <= 100 and "/" not in s for s in slugs)
+
+
+def test_a_folder_holding_another_experiment_is_not_written_into(
+    write_yaml, tmp_path, capsys, monkeypatch
+):
+    results = tmp_path / "results"
+    monkeypatch.setattr("keras_ablate.runner.run_grid", lambda *a, **k: _NoRuns())
+    first = write_yaml(VALID.replace("name: t", "name: a/b"), "first.yaml")
+    second = write_yaml(VALID.replace("name: t", "name: a b"), "second.yaml")
+    assert _cli(capsys, "run", first, "--results-dir", results)[0] == 0
+    assert _cli(capsys, "run", second, "--results-dir", results)[0] == 0
+    folders = sorted(p.name for p in results.iterdir())
+    assert len(folders) == 2 and all(f.startswith("a_b-") for f in folders)
+    names = {json.loads((results / f / "experiment.json").read_text())["name"] for f in folders}
+    assert names == {"a/b", "a b"}
+    # Should two names still meet in one folder, the second is refused, not mixed in.
+    exp, _ = load_experiment(second)
+    store.write_json_atomic(exp.folder(results) / "experiment.json", {"name": "someone else"})
+    code, err = _cli(capsys, "run", second, "--results-dir", results)
+    assert code == 2 and "holds the results of experiment 'someone else'" in err
+
+
+def test_a_folder_named_by_the_old_slug_is_still_found(write_yaml, tmp_path):
+    path = write_yaml(VALID.replace("name: t", "name: my experiment"))
+    exp, _ = load_experiment(path)
+    legacy = tmp_path / "results" / "my_experiment"
+    store.write_json_atomic(legacy / "experiment.json", {"name": "my experiment"})
+    assert exp.folder(tmp_path / "results") == legacy
+    store.write_json_atomic(legacy / "experiment.json", {"name": "my/experiment"})
+    assert exp.folder(tmp_path / "results").name.startswith("my_experiment-")
+
+
+def test_a_very_long_name_gets_a_bounded_folder_and_runs(write_yaml, tmp_path, capsys, monkeypatch):
+    path = write_yaml(VALID.replace("name: t", "name: " + "x" * 5000))
+    results = tmp_path / "results"
+    monkeypatch.setattr("keras_ablate.runner.run_grid", lambda *a, **k: _NoRuns())
+    assert _cli(capsys, "run", path, "--results-dir", results)[0] == 0
+    (folder,) = results.iterdir()
+    assert len(folder.name) < 100 and folder.name.startswith("x" * 80 + "-")
+    assert json.loads((folder / "experiment.json").read_text())["name"] == "x" * 5000
+    assert _cli(capsys, "status", path, "--results-dir", results)[0] == 0
+
+
+class _NoRuns:
+    failed = 0

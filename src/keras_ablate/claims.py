@@ -146,7 +146,7 @@ def run_claim(
     from keras_ablate.analysis.claim_metrics import add_missing, claim_table
 
     exp = claim.experiment
-    exp_dir = results_root / exp.slug
+    exp_dir = exp.folder(results_root)
     started = time.time()
     if run:
         from keras_ablate import runner

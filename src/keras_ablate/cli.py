@@ -196,8 +196,27 @@ def _load(args, warn: bool = True):
         specs = filter_specs(all_specs, args.filter)
         if not specs:
             raise UserError(f"--filter {' '.join(args.filter)}: no run of {args.file} matches")
-    exp_dir = Path(args.results_dir) / exp.slug
+    exp_dir = exp.folder(args.results_dir)
     return exp, specs, exp_dir, all_specs
+
+
+def _read_json_dict(path: Path) -> dict:
+    """A JSON file holding a mapping, or {} when it is absent or anything else."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _check_owner(exp, exp_dir: Path, source: str) -> None:
+    """Refuse to write into a results folder that holds another experiment's runs."""
+    owner = _read_json_dict(exp_dir / "experiment.json").get("name")
+    if isinstance(owner, str) and owner != exp.name:
+        raise UserError(
+            f"{source}: {exp_dir} holds the results of experiment {owner!r}, not {exp.name!r}; "
+            "give this experiment another name, or use another --results-dir"
+        )
 
 
 def cmd_plan(args) -> int:
@@ -269,6 +288,7 @@ def cmd_run(args) -> int:
     exp, specs, exp_dir, all_specs = _load(args)
     if args.max_runs is not None and args.max_runs < 0:
         raise UserError(f"--max-runs must be >= 0, got {args.max_runs}")
+    _check_owner(exp, exp_dir, args.file)
     exp_dir.mkdir(parents=True, exist_ok=True)
     _write_experiment_info(exp, all_specs, exp_dir, args.file)
     outcome = run_grid(

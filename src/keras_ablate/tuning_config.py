@@ -183,7 +183,7 @@ def arm_name(axes: dict[str, Any]) -> str:
 
 
 def tuning_root(exp: Experiment, results_dir: str | Path) -> Path:
-    return Path(results_dir) / exp.slug / TUNING
+    return exp.folder(results_dir) / TUNING
 
 
 def tuned_values(
