@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 import sys
 import time
 
@@ -11,6 +13,7 @@ import pytest
 
 from keras_ablate import store
 from keras_ablate.config import MAX_SEED, load_experiment, parse_experiment, slug_of
+from keras_ablate.progress import ProgressFile
 from tests.test_yaml_input import VALID, _cli, _refused
 
 # ---- 6. seeds and plan size, checked when the file is read -------------------------------------
@@ -167,3 +170,50 @@ def test_a_very_long_name_gets_a_bounded_folder_and_runs(write_yaml, tmp_path, c
 
 class _NoRuns:
     failed = 0
+
+
+# ---- 8. flags, filters, file modes -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flags", [["--workers", "0"], ["--max-runs", "0"], ["--address", "auto"]])
+def test_bad_run_flags_write_nothing(write_yaml, tmp_path, capsys, flags):
+    path = write_yaml(VALID)
+    _refused(capsys, path, tmp_path / "results", *flags, commands=("run",), about=flags[0])
+
+
+def test_filter_with_an_unknown_key_lists_the_axes_and_a_level_matching_nothing_the_levels(
+    write_yaml, tmp_path, capsys
+):
+    path = write_yaml(VALID)
+    code, err = _cli(capsys, "plan", path, "--filter", "foo=bar")
+    assert code == 2 and "unknown key 'foo'; axes of this grid: architecture" in err
+    code, err = _cli(capsys, "plan", path, "--filter", "architecture=gru")
+    assert code == 2 and "levels in this plan: architecture: cnn, lstm" in err
+
+
+def test_files_the_suite_writes_follow_the_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        store.write_json_atomic(tmp_path / "experiment.json", {"name": "t"})
+        store.write_text_atomic(tmp_path / "report.html", "<html></html>")
+        with ProgressFile(tmp_path, total=1, executor="test", workers=1):
+            pass
+        _, specs = parse_experiment(VALID)
+        run = store.write_run(tmp_path, specs[0], {"status": "failed"}, {})
+        os.umask(0o027)
+        store.write_text_atomic(tmp_path / "report.md", "# t")
+    finally:
+        os.umask(old)
+    modes = {
+        p.name: stat.S_IMODE(p.stat().st_mode)
+        for p in [*tmp_path.iterdir(), run / "summary.json"]
+        if not p.name.startswith(".") and p.name != "runs"
+    }
+    assert modes == {
+        "experiment.json": 0o644,
+        "report.html": 0o644,
+        "progress.json": 0o644,
+        "summary.json": 0o644,
+        "report.md": 0o640,
+    }
+    assert stat.S_IMODE(run.stat().st_mode) == 0o755

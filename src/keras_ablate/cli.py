@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _load(args, warn: bool = True):
-    from keras_ablate.config import filter_specs, load_experiment
+    from keras_ablate.config import filter_specs, load_experiment, planned_levels_text
 
     exp, all_specs = load_experiment(
         args.file, results_dir=getattr(args, "results_dir", DEFAULT_RESULTS)
@@ -195,7 +195,10 @@ def _load(args, warn: bool = True):
     if getattr(args, "filter", None):
         specs = filter_specs(all_specs, args.filter)
         if not specs:
-            raise UserError(f"--filter {' '.join(args.filter)}: no run of {args.file} matches")
+            raise UserError(
+                f"--filter {' '.join(args.filter)}: no run of {args.file} matches; levels in this "
+                f"plan: {planned_levels_text(all_specs, args.filter)}"
+            )
     exp_dir = exp.folder(args.results_dir)
     return exp, specs, exp_dir, all_specs
 
@@ -283,11 +286,16 @@ def _write_experiment_info(exp, specs, exp_dir: Path, source: str) -> None:
 
 
 def cmd_run(args) -> int:
-    from keras_ablate.runner import run_grid
+    from keras_ablate.runner import check_options, run_grid
 
     exp, specs, exp_dir, all_specs = _load(args)
-    if args.max_runs is not None and args.max_runs < 0:
-        raise UserError(f"--max-runs must be >= 0, got {args.max_runs}")
+    # Every option is checked before anything is written or locked.
+    if args.max_runs is not None and args.max_runs < 1:
+        raise UserError(
+            f"--max-runs must be >= 1, got {args.max_runs} (to check a file without training, "
+            "use `keras-ablate plan`)"
+        )
+    check_options(args.executor, args.workers, args.address)
     _check_owner(exp, exp_dir, args.file)
     exp_dir.mkdir(parents=True, exist_ok=True)
     _write_experiment_info(exp, all_specs, exp_dir, args.file)

@@ -779,7 +779,12 @@ def filter_specs(
         if not sep or not key:
             raise ConfigError(f"{source}: '{f}' must look like axis=level")
         if key not in SETTING_KEYS and not key.startswith(DATASET_AXIS_PREFIX):
-            raise ConfigError(f"{source}: unknown key '{key}'{suggest(key, SETTING_KEYS)}")
+            axes = list(dict.fromkeys(a for s in specs for a in s.axes))
+            raise ConfigError(
+                f"{source}: unknown key '{key}'{suggest(key, [*axes, *SETTING_KEYS])}; "
+                f"axes of this grid: {', '.join(axes) or 'none'} (or any setting: "
+                f"{', '.join(SETTING_KEYS)}, or dataset.<option>)"
+            )
         wanted.setdefault(key, set()).add(value)
 
     def value_of(spec: RunSpec, key: str) -> str:
@@ -802,3 +807,16 @@ def filter_specs(
         return True
 
     return [s for s in specs if matches(s)]
+
+
+def planned_levels_text(specs: list[RunSpec], filters: list[str]) -> str:
+    """'architecture: cnn, lstm; units: 8' for the keys of these filters (what would match)."""
+    parts = []
+    for key in dict.fromkeys(f.partition("=")[0] for f in filters):
+        if key.startswith(DATASET_AXIS_PREFIX):
+            values = [s.dataset["options"].get(key[len(DATASET_AXIS_PREFIX) :]) for s in specs]
+        else:
+            values = [s.settings.get(key) for s in specs]
+        levels = list(dict.fromkeys(str(v) for v in values))
+        parts.append(f"{key}: {', '.join(levels[:20])}{' ...' if len(levels) > 20 else ''}")
+    return "; ".join(parts)

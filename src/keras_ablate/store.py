@@ -45,10 +45,30 @@ def run_dir(exp_dir: Path, run_id: str) -> Path:
     return exp_dir / RUNS / run_id
 
 
+def umask() -> int:
+    """This process's umask, read without changing it where the system allows."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # no /proc: set and restore (not atomic, but only without /proc)
+    os.umask(mask)
+    return mask
+
+
+def _mkstemp(path: Path) -> tuple[int, str]:
+    """A temporary file beside `path` with the mode open() would give it (mkstemp makes 0600)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~umask())
+    return fd, tmp
+
+
 def write_json_atomic(path: Path, obj) -> None:
     """Write JSON so that readers see the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _mkstemp(path)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(obj, f, indent=2, sort_keys=True, allow_nan=False, default=_json_default)
         f.write("\n")
@@ -59,7 +79,7 @@ def write_json_atomic(path: Path, obj) -> None:
 
 def write_text_atomic(path: Path, text: str | bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _mkstemp(path)
     mode = "wb" if isinstance(text, bytes) else "w"
     with os.fdopen(fd, mode, **({} if isinstance(text, bytes) else {"encoding": "utf-8"})) as f:
         f.write(text)
@@ -81,6 +101,7 @@ def write_run(exp_dir: Path, spec: RunSpec, summary: dict, tables: dict[str, pd.
     runs.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=runs, prefix=f".tmp-{spec.run_id}-"))
     try:
+        os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes 0700; a run folder is like any other
         _write_json(tmp / "spec.json", spec.to_json())
         _write_json(tmp / "summary.json", summary)
         for name, df in tables.items():
