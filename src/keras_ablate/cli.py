@@ -319,11 +319,8 @@ def cmd_status(args) -> int:
     target = Path(args.target)
     if target.is_dir():
         exp_dir = target
-        try:
-            run_ids = json.loads((exp_dir / "experiment.json").read_text(encoding="utf-8"))[
-                "run_ids"
-            ]
-        except (OSError, ValueError, KeyError):
+        run_ids = _read_json_dict(exp_dir / "experiment.json").get("run_ids")
+        if not isinstance(run_ids, list) or not all(isinstance(r, str) for r in run_ids):
             run_ids = None  # no grid recorded: count the folders there are
     elif target.exists():
         _exp, _specs, exp_dir, all_specs = _load(
@@ -334,6 +331,10 @@ def cmd_status(args) -> int:
         raise UserError(f"{target}: no such experiment file or results folder")
     status = grid_status(exp_dir, run_ids)
     print(json.dumps(status, indent=2) if args.json else format_status(status))
+    for run_id, why in status["unreadable_runs"].items():
+        print(
+            f"keras-ablate: warning: {exp_dir}/runs/{run_id} cannot be read: {why}", file=sys.stderr
+        )
     return 0
 
 
@@ -352,6 +353,12 @@ def cmd_report(args) -> int:
     if not (exp_dir / "runs").is_dir():
         raise UserError(f"{exp_dir}: no runs yet; run `keras-ablate run FILE` first")
     paths = build_report(exp_dir)
+    for run_id, why in paths["unreadable"].items():
+        print(
+            f"keras-ablate: warning: {exp_dir}/runs/{run_id} cannot be read and is left out "
+            f"({why}); the next `keras-ablate run` trains it again",
+            file=sys.stderr,
+        )
     print(f"report: {paths['html']} and {paths['md']} ({paths['seconds']:.1f}s)")
     return 0
 

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from keras_ablate.config import RunSpec
 from keras_ablate.errors import UserError
@@ -21,6 +22,8 @@ from keras_ablate.errors import UserError
 # whole); half-written work only ever lives in runs/.tmp-*, which readers ignore.
 RUNS = "runs"
 DONE_STATUSES = ("ok", "diverged")
+# The status of a run folder that exists but cannot be read (see read_run); treated as missing.
+UNREADABLE = "unreadable"
 # Summary keys that describe one invocation rather than the run: `environment` and every timing
 # (`wall_time_s`, `probe_time_s`, ... a timing key ends in `_time_s`). Everything else in a run
 # folder is byte-identical between executors, worker counts and interrupted-then-resumed grids.
@@ -155,32 +158,91 @@ def _fsync_dir(path: Path) -> None:
 
 def read_summary(path: Path) -> dict | None:
     try:
-        return json.loads((path / "summary.json").read_text(encoding="utf-8"))
+        summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    return summary if isinstance(summary, dict) else None
 
 
-def iter_runs(exp_dir: Path) -> Iterator[tuple[Path, dict, dict]]:
-    """Yield (folder, spec, summary) for every complete run folder (temporary ones skipped)."""
+# What a reader needs from spec.json, and what each value must be.
+_SPEC_FIELDS = {"run_id": str, "settings": dict, "dataset": dict, "seed": int}
+
+
+def read_run(path: Path) -> tuple[dict, dict] | str:
+    """(spec, summary) of a run folder, or why it cannot be read: a missing or damaged
+    spec.json or summary.json, or a .parquet table that is not a Parquet file.
+
+    A folder that cannot be read counts as missing: the next `run` trains it again (write_run
+    replaces it) and readers leave it out, saying so, instead of failing on it.
+    """
+    loaded = []
+    for name in ("spec.json", "summary.json"):
+        try:
+            loaded.append(json.loads((path / name).read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            return f"{name} is missing"
+        except (OSError, ValueError) as exc:
+            return f"{name} cannot be read ({error_text(exc)})"
+    spec, summary = loaded
+    if not isinstance(spec, dict) or any(
+        not isinstance(spec.get(k), t) for k, t in _SPEC_FIELDS.items()
+    ):
+        return "spec.json is not a run spec (run_id, settings, dataset, seed)"
+    if not isinstance(spec["dataset"].get("options", {}), dict) or not isinstance(
+        spec.get("axes", {}), dict
+    ):
+        return "spec.json is not a run spec (dataset.options or axes is not a mapping)"
+    if spec["run_id"] != path.name:
+        return f"spec.json describes run {spec['run_id']!r}, not this folder's"
+    if not isinstance(summary, dict) or not isinstance(summary.get("status"), str):
+        return "summary.json is not a run summary (a mapping with a status)"
+    for key in ("final", "best", "environment"):
+        if not isinstance(summary.get(key) or {}, dict):
+            return f"summary.json: '{key}' is not a mapping"
+    for table in sorted(path.glob("*.parquet")):
+        try:
+            pq.read_metadata(table)
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for bad bytes
+            return f"{table.name} is not a readable Parquet file ({error_text(exc)})"
+    return spec, summary
+
+
+def error_text(exc: BaseException) -> str:
+    """The first line of an exception's message, short enough for one line of output."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:160]
+
+
+def scan_runs(exp_dir: Path) -> tuple[list[tuple[Path, dict, dict]], dict[str, str]]:
+    """Every complete run folder: the readable ones as (folder, spec, summary), and by folder
+    name why each other one cannot be read (temporary folders are skipped)."""
     runs = Path(exp_dir) / RUNS
+    readable, unreadable = [], {}
     if not runs.is_dir():
-        return
+        return readable, unreadable
     for path in sorted(runs.iterdir()):
         if path.name.startswith(".") or not path.is_dir():
             continue
-        summary = read_summary(path)
-        try:
-            spec = json.loads((path / "spec.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if summary is not None:
-            yield path, spec, summary
+        record = read_run(path)
+        if isinstance(record, str):
+            unreadable[path.name] = record
+        else:
+            readable.append((path, *record))
+    return readable, unreadable
+
+
+def iter_runs(exp_dir: Path) -> Iterator[tuple[Path, dict, dict]]:
+    """Yield (folder, spec, summary) for every readable run folder (see scan_runs)."""
+    yield from scan_runs(exp_dir)[0]
 
 
 def run_status(exp_dir: Path, run_id: str) -> str:
-    """'missing', or the status in the run's summary (ok / diverged / failed)."""
-    summary = read_summary(run_dir(exp_dir, run_id))
-    return "missing" if summary is None else summary.get("status", "failed")
+    """'missing', 'unreadable' (a damaged folder), or the run's status (ok / diverged / failed)."""
+    path = run_dir(exp_dir, run_id)
+    if not path.is_dir():
+        return "missing"
+    record = read_run(path)
+    return UNREADABLE if isinstance(record, str) else record[1]["status"]
 
 
 def read_table(path: Path, name: str) -> pd.DataFrame | None:

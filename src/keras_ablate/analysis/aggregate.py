@@ -32,6 +32,7 @@ class Tables:
     extra: any other per-run table (<name>.parquet) the same way, by name.
     axes: the grid axes, in file order. levels: each axis's levels in plan order.
     info: experiment.json (name, reference, analysis settings, planned run ids, ...).
+    unreadable: the run folders left out, and why (see load).
     """
 
     runs: pd.DataFrame
@@ -42,6 +43,8 @@ class Tables:
     extra: dict[str, pd.DataFrame] = field(default_factory=dict)
     levels: dict[str, list] = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+    # Run folders left out, by run id: why each could not be read.
+    unreadable: dict[str, str] = field(default_factory=dict)
 
     def quantity(self, quantity: str, layer: str = "") -> pd.DataFrame:
         """Rows of `steps` for one quantity (and layer): run_id, step, value."""
@@ -66,7 +69,10 @@ class Tables:
 
 
 def load(results_dir: str | Path, derive: bool = True) -> Tables:
-    """Load an experiment folder (results/<experiment>); with `derive`, add the derived metrics."""
+    """Load an experiment folder (results/<experiment>); with `derive`, add the derived metrics.
+
+    A run folder that cannot be read is left out and named in `unreadable`, never an error.
+    """
     exp_dir = Path(results_dir)
     info = read_info(exp_dir)
     rows = []
@@ -74,46 +80,48 @@ def load(results_dir: str | Path, derive: bool = True) -> Tables:
     others: dict[str, list[pd.DataFrame]] = {}
     plan = {run_id: i for i, run_id in enumerate(info.get("run_ids", []))}
     first_seen: dict[str, dict] = {}  # axis -> level -> earliest plan position
-    for path, spec, summary in store.iter_runs(exp_dir):
-        position = plan.get(spec["run_id"], len(plan))
-        for key, level in spec.get("axes", {}).items():
+    readable, unreadable = store.scan_runs(exp_dir)
+    for path, spec, summary in readable:
+        run_id = spec["run_id"]
+        try:
+            row = _run_row(spec, summary)
+            tables = _read_run_tables(path, history, steps)
+        except Exception as exc:  # noqa: BLE001 - damaged bytes raise many pyarrow/numpy types
+            unreadable[path.name] = f"{type(exc).__name__}: {store.error_text(exc)}"
+            continue
+        position = plan.get(run_id, len(plan))
+        for key, level in (spec.get("axes") or {}).items():
             level = _cell(level)
             seen = first_seen.setdefault(key, {})
             seen[level] = min(seen.get(level, position), position)
-        run_id = spec["run_id"]
-        rows.append(_run_row(spec, summary))
+        rows.append(row)
         code = len(rows) - 1
-        for name in _table_names(path):
-            table = pq.read_table(path / f"{name}.parquet")
+        for name, converted in tables:
             if name == "history":
-                history.add(code, table, np.float64)
+                history.add(code, converted)
             elif name == "steps":
-                steps.add(
-                    code,
-                    table.drop_columns([c for c in ("epoch",) if c in table.column_names]),
-                    np.float32,
-                )
-            elif table.num_rows:
-                frame = table.to_pandas()
-                frame.insert(0, "run_id", run_id)
-                others.setdefault(name, []).append(frame)
+                steps.add(code, converted)
+            else:
+                converted.insert(0, "run_id", run_id)
+                others.setdefault(name, []).append(converted)
     axes = [a for a in info.get("axes", []) if a in first_seen]
     axes += [a for a in first_seen if a not in axes]
     # Run ids are listed in expansion order, so this is the order the YAML lists the levels in.
     levels = {a: sorted(first_seen[a], key=first_seen[a].get) for a in axes}
-    run_ids = [r["run_id"] for r in rows]
+    loaded = [r["run_id"] for r in rows]
     runs = _runs_frame(rows, axes, levels)
     tables = Tables(
         runs=runs,
-        history=history.frame("run_id", run_ids, "metric"),
-        steps=_split_layers(steps.frame("run_id", run_ids, "name")),
+        history=history.frame("run_id", loaded, "metric"),
+        steps=_split_layers(steps.frame("run_id", loaded, "name")),
         axes=axes,
         levels=levels,
         info=info,
+        unreadable=unreadable,
     )
     for name, frames in others.items():
         frame = pd.concat(frames, ignore_index=True)
-        frame["run_id"] = pd.Categorical(frame["run_id"], categories=run_ids)
+        frame["run_id"] = pd.Categorical(frame["run_id"], categories=loaded)
         if name == "timesteps":
             tables.timesteps = frame
         else:
@@ -128,9 +136,26 @@ def load(results_dir: str | Path, derive: bool = True) -> Tables:
 def read_info(exp_dir: Path) -> dict:
     """experiment.json, or {} when there is none (a folder of hand-made runs)."""
     try:
-        return json.loads((Path(exp_dir) / "experiment.json").read_text(encoding="utf-8"))
+        info = json.loads((Path(exp_dir) / "experiment.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
+    return info if isinstance(info, dict) else {}
+
+
+def _read_run_tables(path: Path, history: _LongBuilder, steps: _LongBuilder) -> list[tuple]:
+    """Every table of one run, read and converted, so that a damaged one raises before any
+    part of this run joins the frames."""
+    out = []
+    for name in _table_names(path):
+        table = pq.read_table(path / f"{name}.parquet")
+        if name == "history":
+            out.append((name, history.convert(table, np.float64)))
+        elif name == "steps":
+            table = table.drop_columns([c for c in ("epoch",) if c in table.column_names])
+            out.append((name, steps.convert(table, np.float32)))
+        elif table.num_rows:
+            out.append((name, table.to_pandas()))
+    return out
 
 
 def _table_names(path: Path) -> list[str]:
@@ -145,10 +170,11 @@ class _LongBuilder:
         self.codes: dict[str, int] = {}
         self.parts: list[tuple[np.ndarray, ...]] = []
 
-    def add(self, run_code: int, table, dtype) -> None:
+    def convert(self, table, dtype) -> tuple | None:
+        """(columns, index, values) of a wide table, or None when it holds nothing to add."""
         columns = [c for c in table.column_names if c != self.index]
         if not table.num_rows or not columns or self.index not in table.column_names:
-            return
+            return None
         index = table.column(self.index).to_numpy().astype(np.int32)
         values = np.column_stack(
             [
@@ -156,6 +182,12 @@ class _LongBuilder:
                 for c in columns
             ]
         )
+        return columns, index, values
+
+    def add(self, run_code: int, converted: tuple | None) -> None:
+        if converted is None:
+            return
+        columns, index, values = converted
         codes = np.array(
             [self.codes.setdefault(c, len(self.codes)) for c in columns], dtype=np.int32
         )

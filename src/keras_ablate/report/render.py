@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from keras_ablate import store
 from keras_ablate.analysis import effects
-from keras_ablate.analysis.aggregate import Tables, load
+from keras_ablate.analysis.aggregate import Tables, load, read_info
 from keras_ablate.report import instrument_plots, plots, sections
 from keras_ablate.report.tuning_section import tuning_section
 
@@ -142,8 +141,13 @@ def make_figures(tables: Tables, fig_dir: Path) -> list[Figure]:
     return figures
 
 
-def build_report(exp_dir: str | Path) -> dict[str, Path]:
-    """Write report.html and report.md into the experiment folder; return their paths."""
+def build_report(exp_dir: str | Path) -> dict:
+    """Write report.html and report.md into the experiment folder.
+
+    Returns:
+        The paths ('html', 'md'), the build time ('seconds'), and the run folders that could
+        not be read and were left out ('unreadable': run id -> why).
+    """
     started = time.time()
     exp_dir = Path(exp_dir)
     tables = load(exp_dir)
@@ -164,6 +168,7 @@ def build_report(exp_dir: str | Path) -> dict[str, Path]:
         "columns": list(table.columns),
         "rows": table.to_dict("records"),
         "failed": _failed(tables),
+        "unreadable": tables.unreadable,
         "summary": sections.summary(tables, main, configs),
         "factors": sections.factor_tables(main),
         "interactions": sections.interaction_tables(tables),
@@ -186,14 +191,12 @@ def build_report(exp_dir: str | Path) -> dict[str, Path]:
         "html": exp_dir / "report.html",
         "md": exp_dir / "report.md",
         "seconds": time.time() - started,
+        "unreadable": tables.unreadable,
     }
 
 
 def _experiment_info(exp_dir: Path) -> dict:
-    try:
-        return json.loads((exp_dir / "experiment.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+    return read_info(exp_dir)
 
 
 def _failed(tables: Tables) -> list[dict]:
