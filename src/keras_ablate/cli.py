@@ -265,22 +265,29 @@ def cmd_plan(args) -> int:
     return 0
 
 
+def experiment_info(exp, specs, source: str) -> dict:
+    """What experiment.json records about the plan (the report of FILE uses it too)."""
+    return {
+        "name": exp.name,
+        "description": exp.description,
+        "source": source,
+        "design": exp.design,
+        "axes": list(specs[0].axes) if specs else [],
+        "reference": exp.reference,
+        "analysis": exp.analysis.model_dump(),
+        "n_runs": len(specs),
+        "run_ids": [s.run_id for s in specs],
+    }
+
+
 def _write_experiment_info(exp, specs, exp_dir: Path, source: str) -> None:
     from keras_ablate import store
 
     store.write_json_atomic(
         exp_dir / "experiment.json",
         {
-            "name": exp.name,
-            "description": exp.description,
-            "source": source,
-            "design": exp.design,
-            "axes": list(specs[0].axes) if specs else [],
-            "reference": exp.reference,
-            "analysis": exp.analysis.model_dump(),
-            "n_runs": len(specs),
+            **experiment_info(exp, specs, source),
             "command": "keras-ablate " + " ".join(sys.argv[1:]),
-            "run_ids": [s.run_id for s in specs],
         },
     )
 
@@ -342,21 +349,34 @@ def cmd_report(args) -> int:
     from keras_ablate.report.render import build_report
 
     target = Path(args.target)
+    info = None  # the folder's experiment.json: the plan of the last `run`
     if target.is_dir():
         exp_dir = target
     elif target.exists():
-        _exp, _specs, exp_dir, _ = _load(
+        exp, _specs, exp_dir, all_specs = _load(
             argparse.Namespace(file=args.target, results_dir=args.results_dir), warn=False
         )
+        _check_owner(exp, exp_dir, args.target)
+        # The report of FILE covers FILE's plan as it is now, whatever the last `run` planned.
+        info = {
+            **_read_json_dict(exp_dir / "experiment.json"),
+            **experiment_info(exp, all_specs, args.target),
+        }
     else:
         raise UserError(f"{target}: no such experiment file or results folder")
     if not (exp_dir / "runs").is_dir():
         raise UserError(f"{exp_dir}: no runs yet; run `keras-ablate run FILE` first")
-    paths = build_report(exp_dir)
+    paths = build_report(exp_dir, info)
     for run_id, why in paths["unreadable"].items():
         print(
             f"keras-ablate: warning: {exp_dir}/runs/{run_id} cannot be read and is left out "
             f"({why}); the next `keras-ablate run` trains it again",
+            file=sys.stderr,
+        )
+    if paths["unplanned"]:
+        print(
+            f"keras-ablate: note: {len(paths['unplanned'])} run(s) in {exp_dir} are not in this "
+            "plan: listed apart in the report, left out of every number",
             file=sys.stderr,
         )
     print(f"report: {paths['html']} and {paths['md']} ({paths['seconds']:.1f}s)")

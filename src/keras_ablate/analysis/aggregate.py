@@ -32,7 +32,7 @@ class Tables:
     extra: any other per-run table (<name>.parquet) the same way, by name.
     axes: the grid axes, in file order. levels: each axis's levels in plan order.
     info: experiment.json (name, reference, analysis settings, planned run ids, ...).
-    unreadable: the run folders left out, and why (see load).
+    unreadable, unplanned: the run folders left out, and why (see load).
     """
 
     runs: pd.DataFrame
@@ -43,8 +43,10 @@ class Tables:
     extra: dict[str, pd.DataFrame] = field(default_factory=dict)
     levels: dict[str, list] = field(default_factory=dict)
     info: dict = field(default_factory=dict)
-    # Run folders left out, by run id: why each could not be read.
+    # Run folders left out: by run id, why a planned (or, without a plan, any) folder could not
+    # be read; and the readable runs that are not in the plan, as {run_id, status, label}.
     unreadable: dict[str, str] = field(default_factory=dict)
+    unplanned: list[dict] = field(default_factory=list)
 
     def quantity(self, quantity: str, layer: str = "") -> pd.DataFrame:
         """Rows of `steps` for one quantity (and layer): run_id, step, value."""
@@ -68,21 +70,39 @@ class Tables:
         return paths
 
 
-def load(results_dir: str | Path, derive: bool = True) -> Tables:
+def load(
+    results_dir: str | Path,
+    derive: bool = True,
+    run_ids: list[str] | None = None,
+    info: dict | None = None,
+) -> Tables:
     """Load an experiment folder (results/<experiment>); with `derive`, add the derived metrics.
+
+    Args:
+        run_ids: the plan. Only these runs are loaded; other runs in the folder (an older plan,
+            a folder copied in) are listed in `unplanned` and never mixed into the frames.
+            None loads every run.
+        info: the experiment's description (experiment.json's fields); default experiment.json.
 
     A run folder that cannot be read is left out and named in `unreadable`, never an error.
     """
     exp_dir = Path(results_dir)
-    info = read_info(exp_dir)
+    info = read_info(exp_dir) if info is None else dict(info)
     rows = []
     history, steps = _LongBuilder("epoch", "metric"), _LongBuilder("step", "name")
     others: dict[str, list[pd.DataFrame]] = {}
     plan = {run_id: i for i, run_id in enumerate(info.get("run_ids", []))}
     first_seen: dict[str, dict] = {}  # axis -> level -> earliest plan position
     readable, unreadable = store.scan_runs(exp_dir)
+    wanted = None if run_ids is None else set(run_ids)
+    unplanned = []
+    planned_axes = info.get("axes") if wanted is not None else None
     for path, spec, summary in readable:
         run_id = spec["run_id"]
+        if wanted is not None and run_id not in wanted:
+            label = " ".join(f"{k}={v}" for k, v in (spec.get("axes") or {}).items())
+            unplanned.append({"run_id": run_id, "status": summary["status"], "label": label})
+            continue
         try:
             row = _run_row(spec, summary)
             tables = _read_run_tables(path, history, steps)
@@ -90,7 +110,14 @@ def load(results_dir: str | Path, derive: bool = True) -> Tables:
             unreadable[path.name] = f"{type(exc).__name__}: {store.error_text(exc)}"
             continue
         position = plan.get(run_id, len(plan))
-        for key, level in (spec.get("axes") or {}).items():
+        # With a plan, its axes are the factors; a run's spec.json names the axes of the plan
+        # that wrote it, which may be an older one (same settings, same run id).
+        run_axes = (
+            {a: row[a] for a in planned_axes if a in row}
+            if planned_axes is not None
+            else spec.get("axes") or {}
+        )
+        for key, level in run_axes.items():
             level = _cell(level)
             seen = first_seen.setdefault(key, {})
             seen[level] = min(seen.get(level, position), position)
@@ -104,8 +131,11 @@ def load(results_dir: str | Path, derive: bool = True) -> Tables:
             else:
                 converted.insert(0, "run_id", run_id)
                 others.setdefault(name, []).append(converted)
+    if wanted is not None:
+        unreadable = {k: v for k, v in unreadable.items() if k in wanted}
     axes = [a for a in info.get("axes", []) if a in first_seen]
-    axes += [a for a in first_seen if a not in axes]
+    if planned_axes is None:
+        axes += [a for a in first_seen if a not in axes]
     # Run ids are listed in expansion order, so this is the order the YAML lists the levels in.
     levels = {a: sorted(first_seen[a], key=first_seen[a].get) for a in axes}
     loaded = [r["run_id"] for r in rows]
@@ -118,6 +148,7 @@ def load(results_dir: str | Path, derive: bool = True) -> Tables:
         levels=levels,
         info=info,
         unreadable=unreadable,
+        unplanned=unplanned,
     )
     for name, frames in others.items():
         frame = pd.concat(frames, ignore_index=True)

@@ -141,18 +141,23 @@ def make_figures(tables: Tables, fig_dir: Path) -> list[Figure]:
     return figures
 
 
-def build_report(exp_dir: str | Path) -> dict:
+def build_report(exp_dir: str | Path, info: dict | None = None) -> dict:
     """Write report.html and report.md into the experiment folder.
 
+    Args:
+        info: the experiment as planned now (experiment.json's fields, `run_ids` the plan);
+            default: experiment.json, as the last `run` wrote it. Only the plan's runs are
+            reported; other runs in the folder are listed apart, never averaged in.
+
     Returns:
-        The paths ('html', 'md'), the build time ('seconds'), and the run folders that could
-        not be read and were left out ('unreadable': run id -> why).
+        The paths ('html', 'md'), the build time ('seconds'), and the run folders left out:
+        'unreadable' (run id -> why) and 'unplanned' (list of {run_id, status, label}).
     """
     started = time.time()
     exp_dir = Path(exp_dir)
-    tables = load(exp_dir)
+    info = _experiment_info(exp_dir) if info is None else info
+    tables = load(exp_dir, run_ids=info.get("run_ids"), info=info)
     tables.save(exp_dir / "tables")
-    info = _experiment_info(exp_dir)
     figures = make_figures(tables, exp_dir / "figures")
     table = run_table(tables)
     counts = sections.status_counts(tables)
@@ -169,6 +174,7 @@ def build_report(exp_dir: str | Path) -> dict:
         "rows": table.to_dict("records"),
         "failed": _failed(tables),
         "unreadable": tables.unreadable,
+        "unplanned": tables.unplanned,
         "summary": sections.summary(tables, main, configs),
         "factors": sections.factor_tables(main),
         "interactions": sections.interaction_tables(tables),
@@ -192,11 +198,18 @@ def build_report(exp_dir: str | Path) -> dict:
         "md": exp_dir / "report.md",
         "seconds": time.time() - started,
         "unreadable": tables.unreadable,
+        "unplanned": tables.unplanned,
     }
 
 
 def _experiment_info(exp_dir: Path) -> dict:
-    return read_info(exp_dir)
+    info = read_info(exp_dir)
+    run_ids = info.get("run_ids")
+    if run_ids is not None and not (
+        isinstance(run_ids, list) and all(isinstance(r, str) for r in run_ids)
+    ):
+        info.pop("run_ids")  # a damaged plan: report every readable run
+    return info
 
 
 def _failed(tables: Tables) -> list[dict]:
