@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 import yaml
 
+from keras_ablate import yaml_input
 from keras_ablate.analysis.claims import Rule, Verdict, check_rule, evaluate, parse_rule
 from keras_ablate.config import SETTING_KEYS, Experiment, RunSettings, RunSpec, parse_experiment
 from keras_ablate.errors import ConfigError, UserError
@@ -68,12 +69,13 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
 def load_claim(path: str | Path, overrides: dict[str, Any] | None = None) -> ClaimExperiment:
     """Validate a claim file (experiment + claim section + rule against its grid)."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{path}: cannot read: {exc}") from None
-    text = path.read_text(encoding="utf-8")
+    text = yaml_input.read_text(path)
+    raw, _lines = yaml_input.load(text, str(path))
     if overrides:
+        if not isinstance(raw, dict):
+            raise ConfigError(
+                f"{path}: the file must be a mapping with at least 'name' and 'dataset'"
+            )
         for key, value in overrides.items():
             section, _, name = key.partition(".")
             if section == "base":
@@ -144,7 +146,7 @@ def run_claim(
     from keras_ablate.analysis.claim_metrics import add_missing, claim_table
 
     exp = claim.experiment
-    exp_dir = results_root / exp.slug
+    exp_dir = exp.folder(results_root)
     started = time.time()
     if run:
         from keras_ablate import runner

@@ -182,19 +182,44 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _load(args):
-    from keras_ablate.config import filter_specs, load_experiment
+def _load(args, warn: bool = True):
+    from keras_ablate.config import filter_specs, load_experiment, planned_levels_text
 
     exp, all_specs = load_experiment(
         args.file, results_dir=getattr(args, "results_dir", DEFAULT_RESULTS)
     )
+    if warn:
+        for warning in exp.warnings:
+            print(f"keras-ablate: warning: {warning}", file=sys.stderr)
     specs = all_specs
     if getattr(args, "filter", None):
         specs = filter_specs(all_specs, args.filter)
         if not specs:
-            raise UserError(f"--filter {' '.join(args.filter)}: no run of {args.file} matches")
-    exp_dir = Path(args.results_dir) / exp.slug
+            raise UserError(
+                f"--filter {' '.join(args.filter)}: no run of {args.file} matches; levels in this "
+                f"plan: {planned_levels_text(all_specs, args.filter)}"
+            )
+    exp_dir = exp.folder(args.results_dir)
     return exp, specs, exp_dir, all_specs
+
+
+def _read_json_dict(path: Path) -> dict:
+    """A JSON file holding a mapping, or {} when it is absent or anything else."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _check_owner(exp, exp_dir: Path, source: str) -> None:
+    """Refuse to write into a results folder that holds another experiment's runs."""
+    owner = _read_json_dict(exp_dir / "experiment.json").get("name")
+    if isinstance(owner, str) and owner != exp.name:
+        raise UserError(
+            f"{source}: {exp_dir} holds the results of experiment {owner!r}, not {exp.name!r}; "
+            "give this experiment another name, or use another --results-dir"
+        )
 
 
 def cmd_plan(args) -> int:
@@ -240,32 +265,45 @@ def cmd_plan(args) -> int:
     return 0
 
 
+def experiment_info(exp, specs, source: str) -> dict:
+    """What experiment.json records about the plan (the report of FILE uses it too)."""
+    return {
+        "name": exp.name,
+        "description": exp.description,
+        "source": source,
+        "design": exp.design,
+        "axes": list(specs[0].axes) if specs else [],
+        "reference": exp.reference,
+        "analysis": exp.analysis.model_dump(),
+        "n_runs": len(specs),
+        "run_ids": [s.run_id for s in specs],
+    }
+
+
 def _write_experiment_info(exp, specs, exp_dir: Path, source: str) -> None:
     from keras_ablate import store
 
     store.write_json_atomic(
         exp_dir / "experiment.json",
         {
-            "name": exp.name,
-            "description": exp.description,
-            "source": source,
-            "design": exp.design,
-            "axes": list(specs[0].axes) if specs else [],
-            "reference": exp.reference,
-            "analysis": exp.analysis.model_dump(),
-            "n_runs": len(specs),
+            **experiment_info(exp, specs, source),
             "command": "keras-ablate " + " ".join(sys.argv[1:]),
-            "run_ids": [s.run_id for s in specs],
         },
     )
 
 
 def cmd_run(args) -> int:
-    from keras_ablate.runner import run_grid
+    from keras_ablate.runner import check_options, run_grid
 
     exp, specs, exp_dir, all_specs = _load(args)
-    if args.max_runs is not None and args.max_runs < 0:
-        raise UserError(f"--max-runs must be >= 0, got {args.max_runs}")
+    # Every option is checked before anything is written or locked.
+    if args.max_runs is not None and args.max_runs < 1:
+        raise UserError(
+            f"--max-runs must be >= 1, got {args.max_runs} (to check a file without training, "
+            "use `keras-ablate plan`)"
+        )
+    check_options(args.executor, args.workers, args.address)
+    _check_owner(exp, exp_dir, args.file)
     exp_dir.mkdir(parents=True, exist_ok=True)
     _write_experiment_info(exp, all_specs, exp_dir, args.file)
     outcome = run_grid(
@@ -288,21 +326,22 @@ def cmd_status(args) -> int:
     target = Path(args.target)
     if target.is_dir():
         exp_dir = target
-        try:
-            run_ids = json.loads((exp_dir / "experiment.json").read_text(encoding="utf-8"))[
-                "run_ids"
-            ]
-        except (OSError, ValueError, KeyError):
+        run_ids = _read_json_dict(exp_dir / "experiment.json").get("run_ids")
+        if not isinstance(run_ids, list) or not all(isinstance(r, str) for r in run_ids):
             run_ids = None  # no grid recorded: count the folders there are
     elif target.exists():
         _exp, _specs, exp_dir, all_specs = _load(
-            argparse.Namespace(file=args.target, results_dir=args.results_dir)
+            argparse.Namespace(file=args.target, results_dir=args.results_dir), warn=False
         )
         run_ids = [s.run_id for s in all_specs]
     else:
         raise UserError(f"{target}: no such experiment file or results folder")
     status = grid_status(exp_dir, run_ids)
     print(json.dumps(status, indent=2) if args.json else format_status(status))
+    for run_id, why in status["unreadable_runs"].items():
+        print(
+            f"keras-ablate: warning: {exp_dir}/runs/{run_id} cannot be read: {why}", file=sys.stderr
+        )
     return 0
 
 
@@ -310,17 +349,36 @@ def cmd_report(args) -> int:
     from keras_ablate.report.render import build_report
 
     target = Path(args.target)
+    info = None  # the folder's experiment.json: the plan of the last `run`
     if target.is_dir():
         exp_dir = target
     elif target.exists():
-        _exp, _specs, exp_dir, _ = _load(
-            argparse.Namespace(file=args.target, results_dir=args.results_dir)
+        exp, _specs, exp_dir, all_specs = _load(
+            argparse.Namespace(file=args.target, results_dir=args.results_dir), warn=False
         )
+        _check_owner(exp, exp_dir, args.target)
+        # The report of FILE covers FILE's plan as it is now, whatever the last `run` planned.
+        info = {
+            **_read_json_dict(exp_dir / "experiment.json"),
+            **experiment_info(exp, all_specs, args.target),
+        }
     else:
         raise UserError(f"{target}: no such experiment file or results folder")
     if not (exp_dir / "runs").is_dir():
         raise UserError(f"{exp_dir}: no runs yet; run `keras-ablate run FILE` first")
-    paths = build_report(exp_dir)
+    paths = build_report(exp_dir, info)
+    for run_id, why in paths["unreadable"].items():
+        print(
+            f"keras-ablate: warning: {exp_dir}/runs/{run_id} cannot be read and is left out "
+            f"({why}); the next `keras-ablate run` trains it again",
+            file=sys.stderr,
+        )
+    if paths["unplanned"]:
+        print(
+            f"keras-ablate: note: {len(paths['unplanned'])} run(s) in {exp_dir} are not in this "
+            "plan: listed apart in the report, left out of every number",
+            file=sys.stderr,
+        )
     print(f"report: {paths['html']} and {paths['md']} ({paths['seconds']:.1f}s)")
     return 0
 

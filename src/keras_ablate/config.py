@@ -5,16 +5,25 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from keras_ablate import data as data_registry
-from keras_ablate.errors import ConfigError, suggest, unknown_name
+from keras_ablate import yaml_input
+from keras_ablate.errors import ConfigError, DataError, suggest, unknown_name
 from keras_ablate.models.names import (
     ACTIVATIONS,
     ARCHITECTURES,
@@ -25,6 +34,13 @@ from keras_ablate.models.names import (
 
 # Grid axes may also vary a dataset option: `dataset.seq_len: [10, 50]`.
 DATASET_AXIS_PREFIX = "dataset."
+# The most runs one file may plan (the default grid has 96): enough for a cluster, and a bound
+# that a mistyped `seeds: 1e9` or a runaway factorial hits at once instead of exhausting memory.
+MAX_RUNS = 100_000
+# Seeds go to keras.utils.set_random_seed, whose NumPy part takes 0 <= seed < 2**32.
+MAX_SEED = 2**32 - 1
+# Folder names longer than this are cut and given a hash (most file systems allow 255 bytes).
+MAX_SLUG = 80
 
 
 def parse_clip(text: str) -> tuple[str, float | None]:
@@ -264,7 +280,9 @@ class TuneSection(BaseModel):
         None, ge=1, description="hyperband: most epochs of one trial (default: epochs)"
     )
     factor: int = Field(3, ge=2, description="hyperband: reduction factor between rounds")
-    seed: int = Field(0, description="seeds the search and every trial's weights and shuffling")
+    seed: int = Field(
+        0, ge=0, le=MAX_SEED, description="seeds the search and every trial's weights and shuffling"
+    )
     space: dict[str, Any] = Field(
         default_factory=dict, description="setting -> {type: int|float|choice, ...}"
     )
@@ -311,6 +329,12 @@ class Experiment(BaseModel):
         None, description="take tuned settings: defaults < base < base_from < grid"
     )
     claim: ClaimSection | None = Field(None, description="a study-note claim this experiment tests")
+    # Things worth saying that do not stop a plan (expand fills it): the CLI prints them.
+    _warnings: list[str] = PrivateAttr(default_factory=list)
+
+    @property
+    def warnings(self) -> list[str]:
+        return list(self._warnings)
 
     @property
     def seed_list(self) -> list[int]:
@@ -318,8 +342,36 @@ class Experiment(BaseModel):
 
     @property
     def slug(self) -> str:
-        """Folder-safe version of the name."""
-        return re.sub(r"[^A-Za-z0-9_.-]+", "_", self.name).strip("._") or "experiment"
+        """The results folder name: the name itself when it is folder-safe, else a safe prefix plus
+        a hash of the name, so that two names never share a folder ('a/b' and 'a b' differ)."""
+        return slug_of(self.name)
+
+    def folder(self, results_dir: str | Path) -> Path:
+        """results_dir/<slug>. A folder named by the earlier, non-injective slug (the bare safe
+        name) is still used while its experiment.json says it holds this very experiment."""
+        root = Path(results_dir)
+        current, legacy = root / self.slug, root / _safe_name(self.name)
+        if legacy != current and not current.exists():
+            try:
+                owner = json.loads((legacy / "experiment.json").read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                owner = None
+            if isinstance(owner, dict) and owner.get("name") == self.name:
+                return legacy
+        return current
+
+
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "experiment"
+
+
+def slug_of(name: str) -> str:
+    """Folder-safe, injective name of an experiment (see Experiment.slug)."""
+    safe = _safe_name(name)
+    if safe == name and len(name) <= MAX_SLUG:
+        return name
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    return f"{safe[:MAX_SLUG]}-{digest}"
 
 
 @dataclass(frozen=True)
@@ -376,31 +428,16 @@ def make_run_id(settings: dict[str, Any], dataset: dict[str, Any], seed: int) ->
 
 def _line_map(text: str) -> dict[tuple, int]:
     """Map key paths ('grid', 'activation', 2) to 1-based line numbers in the YAML text."""
-    lines: dict[tuple, int] = {}
-
-    def walk(node, path):
-        lines[path] = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                walk(value, path + (key.value,))
-                lines[path + (key.value,)] = key.start_mark.line + 1
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                walk(item, path + (i,))
-
     try:
-        root = yaml.compose(text)
-    except yaml.YAMLError:
-        return lines
-    if root is not None:
-        walk(root, ())
-    return lines
+        return yaml_input.load(text, "<text>")[1]
+    except ConfigError:
+        return {}
 
 
 class _Locator:
-    def __init__(self, source: str, text: str):
+    def __init__(self, source: str, text: str = "", lines: dict[tuple, int] | None = None):
         self.source = source
-        self.lines = _line_map(text)
+        self.lines = lines if lines is not None else _line_map(text)
 
     def where(self, path: tuple) -> str:
         # Use the deepest prefix of the path that has a line.
@@ -451,10 +488,7 @@ def load_experiment(
     Raises:
         ConfigError: with file, line, key path and the valid choices.
     """
-    path = Path(path)
-    if not path.exists():
-        raise ConfigError(f"{path}: no such file")
-    text = path.read_text(encoding="utf-8")
+    text = yaml_input.read_text(path)
     return parse_experiment(
         text, source=str(path), results_dir=results_dir, use_base_from=use_base_from
     )
@@ -471,14 +505,8 @@ def parse_experiment(
     `results_dir` is where `base_from: tuning` looks; `use_base_from=False` ignores base_from
     (the tune command itself starts from base).
     """
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(f"{where}: YAML syntax error: {problem}") from None
-    loc = _Locator(source, text)
+    raw, lines = yaml_input.load(text, source)
+    loc = _Locator(source, lines=lines)
     if not isinstance(raw, dict):
         raise loc.error((), "the file must be a mapping with at least 'name' and 'dataset'")
     try:
@@ -653,17 +681,18 @@ def expand(
 
     if exp.tune is not None:
         tuning_config.search_space(exp, loc)
+    seeds = _check_seeds(exp, loc)
+    _check_plan_size(axes, exp.design, len(seeds), loc)
     combos = list(_design(axes, exp.design))
     tuned = (
         tuning_config.tuned_values(exp, combos, loc, results_dir)
         if exp.base_from and use_base_from
         else None
     )
-    seeds = exp.seed_list
-    if not seeds:
-        raise loc.error(("seeds",), "give at least one seed")
     specs: list[RunSpec] = []
     fingerprints: dict[str, dict | None] = {}
+    train_sizes: dict[str, int | None] = {}
+    small_data: set[tuple[int, int]] = set()
     for combo in combos:
         tuned_here, tuned_from = tuned(combo) if tuned else ({}, "")
         merged = {**base, **tuned_here, **combo}
@@ -695,9 +724,15 @@ def expand(
         dataset = {"name": ds_name, "options": options}
         key = _freeze(options)
         if key not in fingerprints:
-            fingerprints[key] = ds_entry.fingerprint_of(
-                ds_entry.options_model().model_validate(options)
-            )
+            validated = ds_entry.options_model().model_validate(options)
+            try:
+                fingerprints[key] = ds_entry.fingerprint_of(validated)
+                train_sizes[key] = ds_entry.check_of(validated)
+            except DataError as exc:
+                raise loc.error(("dataset", "options"), str(exc)) from None
+        n_train = train_sizes[key]
+        if n_train is not None and settings["batch_size"] > n_train:
+            small_data.add((settings["batch_size"], n_train))
         if fingerprints[key]:
             dataset["fingerprint"] = fingerprints[key]
         for seed in seeds:
@@ -714,7 +749,68 @@ def expand(
             )
     if not specs:
         raise loc.error(("exclude",), "every run of the grid is excluded: nothing to run")
+    exp._warnings = [_batch_warning(loc, exp, batch, n) for batch, n in sorted(small_data)]
     return specs
+
+
+def _batch_warning(loc: _Locator, exp: Experiment, batch_size: int, n_train: int) -> str:
+    # Point at the grid axis or base entry that set batch_size (else the default applied).
+    path = next(
+        (p for p in (("grid", "batch_size"), ("base", "batch_size")) if p[1] in getattr(exp, p[0])),
+        (),
+    )
+    where = loc.where(path) + (f": {_format_path(path)}" if path else "")
+    return (
+        f"{where}: batch_size {batch_size} is larger than the {n_train} training examples of "
+        f"dataset '{exp.dataset.name}': every epoch is a single step of {n_train} examples; "
+        f"use batch_size <= {n_train} or more training data"
+    )
+
+
+def _check_seeds(exp: Experiment, loc: _Locator) -> list[int]:
+    """The seed list, each a valid Keras/NumPy seed, none twice (checked before any run exists)."""
+    if isinstance(exp.seeds, int):
+        if not 1 <= exp.seeds <= MAX_RUNS:
+            raise loc.error(
+                ("seeds",),
+                f"a count N means seeds 0 .. N-1: give N from 1 to {MAX_RUNS:,} (got "
+                f"{exp.seeds}), or a list of seeds",
+            )
+        return exp.seed_list
+    if not exp.seeds:
+        raise loc.error(("seeds",), "give at least one seed")
+    first: dict[int, int] = {}
+    for i, seed in enumerate(exp.seeds):
+        if not 0 <= seed <= MAX_SEED:
+            raise loc.error(
+                ("seeds", i),
+                f"seed {seed} is out of range: a seed is an integer from 0 to {MAX_SEED} "
+                "(what NumPy and Keras accept)",
+            )
+        if seed in first:
+            raise loc.error(
+                ("seeds", i),
+                f"seed {seed} appears twice (also seeds[{first[seed]}]): each seed is one run",
+            )
+        first[seed] = i
+    return list(exp.seeds)
+
+
+def _check_plan_size(axes: dict[str, list], design: str, n_seeds: int, loc: _Locator) -> None:
+    """Refuse a plan too large to list before listing it (a typo can multiply a grid by 1000)."""
+    sizes = [len(levels) for levels in axes.values()]
+    if design == "factorial":
+        combos = math.prod(sizes)
+        shape = " x ".join(f"{len(v)} {k}" for k, v in axes.items()) or "1 configuration"
+    else:
+        combos = 1 + sum(n - 1 for n in sizes)
+        shape = f"{combos} configurations (one at a time)"
+    if combos * n_seeds > MAX_RUNS:
+        raise loc.error(
+            ("grid",),
+            f"{combos * n_seeds:,} runs ({shape} x {n_seeds} seed(s)); one experiment holds at "
+            f"most {MAX_RUNS:,}: split it into several files",
+        )
 
 
 def _design(axes: dict[str, list], design: str):
@@ -743,7 +839,12 @@ def filter_specs(
         if not sep or not key:
             raise ConfigError(f"{source}: '{f}' must look like axis=level")
         if key not in SETTING_KEYS and not key.startswith(DATASET_AXIS_PREFIX):
-            raise ConfigError(f"{source}: unknown key '{key}'{suggest(key, SETTING_KEYS)}")
+            axes = list(dict.fromkeys(a for s in specs for a in s.axes))
+            raise ConfigError(
+                f"{source}: unknown key '{key}'{suggest(key, [*axes, *SETTING_KEYS])}; "
+                f"axes of this grid: {', '.join(axes) or 'none'} (or any setting: "
+                f"{', '.join(SETTING_KEYS)}, or dataset.<option>)"
+            )
         wanted.setdefault(key, set()).add(value)
 
     def value_of(spec: RunSpec, key: str) -> str:
@@ -766,3 +867,16 @@ def filter_specs(
         return True
 
     return [s for s in specs if matches(s)]
+
+
+def planned_levels_text(specs: list[RunSpec], filters: list[str]) -> str:
+    """'architecture: cnn, lstm; units: 8' for the keys of these filters (what would match)."""
+    parts = []
+    for key in dict.fromkeys(f.partition("=")[0] for f in filters):
+        if key.startswith(DATASET_AXIS_PREFIX):
+            values = [s.dataset["options"].get(key[len(DATASET_AXIS_PREFIX) :]) for s in specs]
+        else:
+            values = [s.settings.get(key) for s in specs]
+        levels = list(dict.fromkeys(str(v) for v in values))
+        parts.append(f"{key}: {', '.join(levels[:20])}{' ...' if len(levels) > 20 else ''}")
+    return "; ".join(parts)

@@ -75,9 +75,10 @@ class ProgressFile:
 
 def read_progress(exp_dir: Path) -> dict | None:
     try:
-        return json.loads((Path(exp_dir) / PROGRESS_FILE).read_text(encoding="utf-8"))
+        progress = json.loads((Path(exp_dir) / PROGRESS_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    return progress if isinstance(progress, dict) else None
 
 
 def runner_alive(progress: dict | None, now: float | None = None) -> bool:
@@ -102,14 +103,20 @@ def grid_status(exp_dir: Path, run_ids: list[str] | None = None) -> dict:
         run_ids: the grid's runs; None counts the folders present (missing is then unknown).
     """
     exp_dir = Path(exp_dir)
-    summaries = {s.get("run_id", path.name): s for path, _, s in store.iter_runs(exp_dir)}
-    counts = {"done": 0, "diverged": 0, "failed": 0, "missing": 0}
+    readable, broken = store.scan_runs(exp_dir)
+    summaries = {path.name: s for path, _, s in readable}
+    counts = {"done": 0, "diverged": 0, "failed": 0, "missing": 0, store.UNREADABLE: 0}
     wall_times = []
     phases: dict[str, float] = {}  # seconds per phase (summary["timing"]), summed over runs
-    ids = list(dict.fromkeys(run_ids)) if run_ids is not None else sorted(summaries)
+    ids = list(dict.fromkeys(run_ids)) if run_ids is not None else sorted({*summaries, *broken})
+    unreadable = {}
     for run_id in ids:
         summary = summaries.get(run_id)
-        status = "missing" if summary is None else summary.get("status", "failed")
+        if run_id in broken:
+            status = store.UNREADABLE
+            unreadable[run_id] = broken[run_id]
+        else:
+            status = "missing" if summary is None else summary["status"]
         counts["done" if status == "ok" else status if status in counts else "failed"] += 1
         if summary is not None and status in ("ok", "diverged") and summary.get("wall_time_s"):
             wall_times.append(float(summary["wall_time_s"]))
@@ -126,6 +133,8 @@ def grid_status(exp_dir: Path, run_ids: list[str] | None = None) -> dict:
         "results": str(exp_dir),
         "runs": len(ids),
         **counts,
+        # Folders that cannot be read, by run id: the next `run` trains them again.
+        "unreadable_runs": unreadable,
         "runner": _runner_state(progress, alive),
         "mean_wall_time_s": sum(wall_times) / len(wall_times) if wall_times else None,
         "time_by_phase_s": {k: round(v, 1) for k, v in phases.items()},
@@ -179,9 +188,13 @@ def format_status(status: dict) -> str:
     missing = "?" if status["missing"] is None else status["missing"]
     lines.append(
         f"  done {status['done']}  diverged {status['diverged']}  failed {status['failed']}  missing {missing}"
+        + (f"  unreadable {status['unreadable']}" if status.get("unreadable") else "")
     )
     if status.get("time_by_phase_s"):
         lines.append(f"  time in runs: {format_phases(status['time_by_phase_s'])}")
+    if status.get("unreadable_runs"):
+        lines.append("  unreadable run folders (the next `keras-ablate run` trains them again):")
+        lines += [f"    {run_id}: {why}" for run_id, why in status["unreadable_runs"].items()]
     if status["runner"] == "running":
         eta = status.get("eta_s")
         eta_text = "unknown" if eta is None else time.strftime("%H:%M:%S", time.gmtime(eta))

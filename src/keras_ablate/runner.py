@@ -52,8 +52,9 @@ def select_todo(
 ) -> tuple[list[RunSpec], list[RunSpec]]:
     """Split specs into (to run, to skip).
 
-    By default missing and failed runs run. `rerun` (failed and/or diverged) runs only the runs
-    with those statuses, nothing else; `force` runs everything.
+    By default missing and failed runs run, and so do runs whose folder cannot be read (they
+    count as missing). `rerun` (failed and/or diverged) runs only the runs with those
+    statuses, nothing else; `force` runs everything.
     """
     todo, skip = [], []
     seen = set()
@@ -62,7 +63,7 @@ def select_todo(
             continue
         seen.add(spec.run_id)
         status = store.run_status(exp_dir, spec.run_id)
-        wanted = status in rerun if rerun else status in ("missing", "failed")
+        wanted = status in rerun if rerun else status in ("missing", "failed", store.UNREADABLE)
         if force or wanted:
             todo.append(spec)
         else:
@@ -153,7 +154,17 @@ def run_grid(
         outcome.skipped = [s.run_id for s in skip]
         if max_runs is not None:
             todo = todo[:max_runs]
-        waiting = sum(store.run_status(exp_dir, s.run_id) == "missing" for s in skip)
+        waiting = sum(
+            store.run_status(exp_dir, s.run_id) in ("missing", store.UNREADABLE) for s in skip
+        )
+        _, unreadable = store.scan_runs(exp_dir)
+        for spec in todo:
+            if spec.run_id in unreadable:
+                console.print(
+                    f"run folder {spec.run_id} cannot be read ({unreadable[spec.run_id]}): "
+                    "training it again",
+                    soft_wrap=True,
+                )
         if len(skip) - waiting:
             console.print(f"{len(skip) - waiting} run(s) already complete, skipped")
         if waiting:

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from keras_ablate.config import RunSpec
 from keras_ablate.errors import UserError
@@ -21,6 +22,8 @@ from keras_ablate.errors import UserError
 # whole); half-written work only ever lives in runs/.tmp-*, which readers ignore.
 RUNS = "runs"
 DONE_STATUSES = ("ok", "diverged")
+# The status of a run folder that exists but cannot be read (see read_run); treated as missing.
+UNREADABLE = "unreadable"
 # Summary keys that describe one invocation rather than the run: `environment` and every timing
 # (`wall_time_s`, `probe_time_s`, ... a timing key ends in `_time_s`). Everything else in a run
 # folder is byte-identical between executors, worker counts and interrupted-then-resumed grids.
@@ -45,10 +48,30 @@ def run_dir(exp_dir: Path, run_id: str) -> Path:
     return exp_dir / RUNS / run_id
 
 
+def umask() -> int:
+    """This process's umask, read without changing it where the system allows."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)  # no /proc: set and restore (not atomic, but only without /proc)
+    os.umask(mask)
+    return mask
+
+
+def _mkstemp(path: Path) -> tuple[int, str]:
+    """A temporary file beside `path` with the mode open() would give it (mkstemp makes 0600)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~umask())
+    return fd, tmp
+
+
 def write_json_atomic(path: Path, obj) -> None:
     """Write JSON so that readers see the old file or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _mkstemp(path)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
         json.dump(obj, f, indent=2, sort_keys=True, allow_nan=False, default=_json_default)
         f.write("\n")
@@ -59,7 +82,7 @@ def write_json_atomic(path: Path, obj) -> None:
 
 def write_text_atomic(path: Path, text: str | bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _mkstemp(path)
     mode = "wb" if isinstance(text, bytes) else "w"
     with os.fdopen(fd, mode, **({} if isinstance(text, bytes) else {"encoding": "utf-8"})) as f:
         f.write(text)
@@ -81,6 +104,7 @@ def write_run(exp_dir: Path, spec: RunSpec, summary: dict, tables: dict[str, pd.
     runs.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=runs, prefix=f".tmp-{spec.run_id}-"))
     try:
+        os.chmod(tmp, 0o777 & ~umask())  # mkdtemp makes 0700; a run folder is like any other
         _write_json(tmp / "spec.json", spec.to_json())
         _write_json(tmp / "summary.json", summary)
         for name, df in tables.items():
@@ -134,32 +158,91 @@ def _fsync_dir(path: Path) -> None:
 
 def read_summary(path: Path) -> dict | None:
     try:
-        return json.loads((path / "summary.json").read_text(encoding="utf-8"))
+        summary = json.loads((path / "summary.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    return summary if isinstance(summary, dict) else None
 
 
-def iter_runs(exp_dir: Path) -> Iterator[tuple[Path, dict, dict]]:
-    """Yield (folder, spec, summary) for every complete run folder (temporary ones skipped)."""
+# What a reader needs from spec.json, and what each value must be.
+_SPEC_FIELDS = {"run_id": str, "settings": dict, "dataset": dict, "seed": int}
+
+
+def read_run(path: Path) -> tuple[dict, dict] | str:
+    """(spec, summary) of a run folder, or why it cannot be read: a missing or damaged
+    spec.json or summary.json, or a .parquet table that is not a Parquet file.
+
+    A folder that cannot be read counts as missing: the next `run` trains it again (write_run
+    replaces it) and readers leave it out, saying so, instead of failing on it.
+    """
+    loaded = []
+    for name in ("spec.json", "summary.json"):
+        try:
+            loaded.append(json.loads((path / name).read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            return f"{name} is missing"
+        except (OSError, ValueError) as exc:
+            return f"{name} cannot be read ({error_text(exc)})"
+    spec, summary = loaded
+    if not isinstance(spec, dict) or any(
+        not isinstance(spec.get(k), t) for k, t in _SPEC_FIELDS.items()
+    ):
+        return "spec.json is not a run spec (run_id, settings, dataset, seed)"
+    if not isinstance(spec["dataset"].get("options", {}), dict) or not isinstance(
+        spec.get("axes", {}), dict
+    ):
+        return "spec.json is not a run spec (dataset.options or axes is not a mapping)"
+    if spec["run_id"] != path.name:
+        return f"spec.json describes run {spec['run_id']!r}, not this folder's"
+    if not isinstance(summary, dict) or not isinstance(summary.get("status"), str):
+        return "summary.json is not a run summary (a mapping with a status)"
+    for key in ("final", "best", "environment"):
+        if not isinstance(summary.get(key) or {}, dict):
+            return f"summary.json: '{key}' is not a mapping"
+    for table in sorted(path.glob("*.parquet")):
+        try:
+            pq.read_metadata(table)
+        except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for bad bytes
+            return f"{table.name} is not a readable Parquet file ({error_text(exc)})"
+    return spec, summary
+
+
+def error_text(exc: BaseException) -> str:
+    """The first line of an exception's message, short enough for one line of output."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text[:160]
+
+
+def scan_runs(exp_dir: Path) -> tuple[list[tuple[Path, dict, dict]], dict[str, str]]:
+    """Every complete run folder: the readable ones as (folder, spec, summary), and by folder
+    name why each other one cannot be read (temporary folders are skipped)."""
     runs = Path(exp_dir) / RUNS
+    readable, unreadable = [], {}
     if not runs.is_dir():
-        return
+        return readable, unreadable
     for path in sorted(runs.iterdir()):
         if path.name.startswith(".") or not path.is_dir():
             continue
-        summary = read_summary(path)
-        try:
-            spec = json.loads((path / "spec.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if summary is not None:
-            yield path, spec, summary
+        record = read_run(path)
+        if isinstance(record, str):
+            unreadable[path.name] = record
+        else:
+            readable.append((path, *record))
+    return readable, unreadable
+
+
+def iter_runs(exp_dir: Path) -> Iterator[tuple[Path, dict, dict]]:
+    """Yield (folder, spec, summary) for every readable run folder (see scan_runs)."""
+    yield from scan_runs(exp_dir)[0]
 
 
 def run_status(exp_dir: Path, run_id: str) -> str:
-    """'missing', or the status in the run's summary (ok / diverged / failed)."""
-    summary = read_summary(run_dir(exp_dir, run_id))
-    return "missing" if summary is None else summary.get("status", "failed")
+    """'missing', 'unreadable' (a damaged folder), or the run's status (ok / diverged / failed)."""
+    path = run_dir(exp_dir, run_id)
+    if not path.is_dir():
+        return "missing"
+    record = read_run(path)
+    return UNREADABLE if isinstance(record, str) else record[1]["status"]
 
 
 def read_table(path: Path, name: str) -> pd.DataFrame | None:

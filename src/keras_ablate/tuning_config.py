@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from keras_ablate import yaml_input
 from keras_ablate.config import (
     DATASET_AXIS_PREFIX,
     Experiment,
@@ -23,7 +23,7 @@ from keras_ablate.config import (
     _validate_setting,
     filter_specs,
 )
-from keras_ablate.errors import ConfigError, UserError, unknown_name
+from keras_ablate.errors import UserError, unknown_name
 
 TUNING = "tuning"
 BEST_FILE = "best.yaml"
@@ -183,7 +183,7 @@ def arm_name(axes: dict[str, Any]) -> str:
 
 
 def tuning_root(exp: Experiment, results_dir: str | Path) -> Path:
-    return Path(results_dir) / exp.slug / TUNING
+    return exp.folder(results_dir) / TUNING
 
 
 def tuned_values(
@@ -227,12 +227,8 @@ def tuned_values(
 
 def _read_best(path: Path) -> dict[str, Any]:
     """The `settings:` of a best.yaml, validated like base entries (errors name that file)."""
-    text = path.read_text(encoding="utf-8")
-    loc = _Locator(str(path), text)
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: YAML syntax error: {exc}") from None
+    raw, lines = yaml_input.load(yaml_input.read_text(path), str(path))
+    loc = _Locator(str(path), lines=lines)
     if not isinstance(raw, dict) or not isinstance(raw.get("settings"), dict):
         raise loc.error((), "a best-settings file needs a 'settings:' mapping (setting: value)")
     out = {}

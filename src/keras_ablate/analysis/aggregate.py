@@ -33,6 +33,7 @@ class Tables:
     extra: any other per-run table (<name>.parquet) the same way, by name.
     axes: the grid axes, in file order. levels: each axis's levels in plan order.
     info: experiment.json (name, reference, analysis settings, planned run ids, ...).
+    unreadable, unplanned: the run folders left out, and why (see load).
     """
 
     runs: pd.DataFrame
@@ -43,6 +44,10 @@ class Tables:
     extra: dict[str, pd.DataFrame] = field(default_factory=dict)
     levels: dict[str, list] = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+    # Run folders left out: by run id, why a planned (or, without a plan, any) folder could not
+    # be read; and the readable runs that are not in the plan, as {run_id, status, label}.
+    unreadable: dict[str, str] = field(default_factory=dict)
+    unplanned: list[dict] = field(default_factory=list)
 
     def quantity(self, quantity: str, layer: str = "") -> pd.DataFrame:
         """Rows of `steps` for one quantity (and layer): run_id, step, value."""
@@ -66,55 +71,89 @@ class Tables:
         return paths
 
 
-def load(results_dir: str | Path, derive: bool = True) -> Tables:
-    """Load an experiment folder (results/<experiment>); with `derive`, add the derived metrics."""
+def load(
+    results_dir: str | Path,
+    derive: bool = True,
+    run_ids: list[str] | None = None,
+    info: dict | None = None,
+) -> Tables:
+    """Load an experiment folder (results/<experiment>); with `derive`, add the derived metrics.
+
+    Args:
+        run_ids: the plan. Only these runs are loaded; other runs in the folder (an older plan,
+            a folder copied in) are listed in `unplanned` and never mixed into the frames.
+            None loads every run.
+        info: the experiment's description (experiment.json's fields); default experiment.json.
+
+    A run folder that cannot be read is left out and named in `unreadable`, never an error.
+    """
     exp_dir = Path(results_dir)
-    info = read_info(exp_dir)
+    info = read_info(exp_dir) if info is None else dict(info)
     rows = []
     history, steps = _LongBuilder("epoch", "metric"), _LongBuilder("step", "name")
     others: dict[str, list[pd.DataFrame]] = {}
     plan = {run_id: i for i, run_id in enumerate(info.get("run_ids", []))}
     first_seen: dict[str, dict] = {}  # axis -> level -> earliest plan position
-    for path, spec, summary in store.iter_runs(exp_dir):
-        position = plan.get(spec["run_id"], len(plan))
-        for key, level in spec.get("axes", {}).items():
+    readable, unreadable = store.scan_runs(exp_dir)
+    wanted = None if run_ids is None else set(run_ids)
+    unplanned = []
+    planned_axes = info.get("axes") if wanted is not None else None
+    for path, spec, summary in readable:
+        run_id = spec["run_id"]
+        if wanted is not None and run_id not in wanted:
+            label = " ".join(f"{k}={v}" for k, v in (spec.get("axes") or {}).items())
+            unplanned.append({"run_id": run_id, "status": summary["status"], "label": label})
+            continue
+        try:
+            row = _run_row(spec, summary)
+            tables = _read_run_tables(path, history, steps)
+        except Exception as exc:  # noqa: BLE001 - damaged bytes raise many pyarrow/numpy types
+            unreadable[path.name] = f"{type(exc).__name__}: {store.error_text(exc)}"
+            continue
+        position = plan.get(run_id, len(plan))
+        # With a plan, its axes are the factors; a run's spec.json names the axes of the plan
+        # that wrote it, which may be an older one (same settings, same run id).
+        run_axes = (
+            {a: row[a] for a in planned_axes if a in row}
+            if planned_axes is not None
+            else spec.get("axes") or {}
+        )
+        for key, level in run_axes.items():
             level = _cell(level)
             seen = first_seen.setdefault(key, {})
             seen[level] = min(seen.get(level, position), position)
-        run_id = spec["run_id"]
-        rows.append(_run_row(spec, summary))
+        rows.append(row)
         code = len(rows) - 1
-        for name in _table_names(path):
-            table = pq.read_table(path / f"{name}.parquet")
+        for name, converted in tables:
             if name == "history":
-                history.add(code, table, np.float64)
+                history.add(code, converted)
             elif name == "steps":
-                steps.add(
-                    code,
-                    table.drop_columns([c for c in ("epoch",) if c in table.column_names]),
-                    np.float32,
-                )
-            elif table.num_rows:
-                frame = table.to_pandas()
-                frame.insert(0, "run_id", run_id)
-                others.setdefault(name, []).append(frame)
+                steps.add(code, converted)
+            else:
+                converted.insert(0, "run_id", run_id)
+                others.setdefault(name, []).append(converted)
+    if wanted is not None:
+        unreadable = {k: v for k, v in unreadable.items() if k in wanted}
     axes = [a for a in info.get("axes", []) if a in first_seen]
-    axes += [a for a in first_seen if a not in axes]
+    if planned_axes is None:
+        axes += [a for a in first_seen if a not in axes]
     # Run ids are listed in expansion order, so this is the order the YAML lists the levels in.
     levels = {a: sorted(first_seen[a], key=first_seen[a].get) for a in axes}
-    run_ids = [r["run_id"] for r in rows]
+    loaded = [r["run_id"] for r in rows]
     runs = _runs_frame(rows, axes, levels)
     tables = Tables(
         runs=runs,
-        history=history.frame("run_id", run_ids, "metric"),
-        steps=_split_layers(steps.frame("run_id", run_ids, "name")),
+        history=history.frame("run_id", loaded, "metric"),
+        steps=_split_layers(steps.frame("run_id", loaded, "name")),
         axes=axes,
         levels=levels,
         info=info,
+        unreadable=unreadable,
+        unplanned=unplanned,
     )
     for name, frames in others.items():
         frame = pd.concat(frames, ignore_index=True)
-        frame["run_id"] = pd.Categorical(frame["run_id"], categories=run_ids)
+        frame["run_id"] = pd.Categorical(frame["run_id"], categories=loaded)
         if name == "timesteps":
             tables.timesteps = frame
         else:
@@ -185,9 +224,26 @@ def blank_diverged(tables: Tables) -> None:
 def read_info(exp_dir: Path) -> dict:
     """experiment.json, or {} when there is none (a folder of hand-made runs)."""
     try:
-        return json.loads((Path(exp_dir) / "experiment.json").read_text(encoding="utf-8"))
+        info = json.loads((Path(exp_dir) / "experiment.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
+    return info if isinstance(info, dict) else {}
+
+
+def _read_run_tables(path: Path, history: _LongBuilder, steps: _LongBuilder) -> list[tuple]:
+    """Every table of one run, read and converted, so that a damaged one raises before any
+    part of this run joins the frames."""
+    out = []
+    for name in _table_names(path):
+        table = pq.read_table(path / f"{name}.parquet")
+        if name == "history":
+            out.append((name, history.convert(table, np.float64)))
+        elif name == "steps":
+            table = table.drop_columns([c for c in ("epoch",) if c in table.column_names])
+            out.append((name, steps.convert(table, np.float32)))
+        elif table.num_rows:
+            out.append((name, table.to_pandas()))
+    return out
 
 
 def _table_names(path: Path) -> list[str]:
@@ -202,10 +258,11 @@ class _LongBuilder:
         self.codes: dict[str, int] = {}
         self.parts: list[tuple[np.ndarray, ...]] = []
 
-    def add(self, run_code: int, table, dtype) -> None:
+    def convert(self, table, dtype) -> tuple | None:
+        """(columns, index, values) of a wide table, or None when it holds nothing to add."""
         columns = [c for c in table.column_names if c != self.index]
         if not table.num_rows or not columns or self.index not in table.column_names:
-            return
+            return None
         index = table.column(self.index).to_numpy().astype(np.int32)
         values = np.column_stack(
             [
@@ -213,6 +270,12 @@ class _LongBuilder:
                 for c in columns
             ]
         )
+        return columns, index, values
+
+    def add(self, run_code: int, converted: tuple | None) -> None:
+        if converted is None:
+            return
+        columns, index, values = converted
         codes = np.array(
             [self.codes.setdefault(c, len(self.codes)) for c in columns], dtype=np.int32
         )

@@ -111,6 +111,8 @@ def main_effects(tables: Tables, value: str = "score") -> pd.DataFrame:
             rows.append(
                 {"axis": axis, "level": level, "reference": reference[axis], **record, **diff}
             )
+    if not rows:  # no grid axes (one configuration, several seeds): no factor to compare
+        return pd.DataFrame()
     out = pd.DataFrame(rows)
     out["level"] = out["level"].astype(object)
     out["reference"] = out["reference"].astype(object)

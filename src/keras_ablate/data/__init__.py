@@ -32,9 +32,18 @@ class DatasetEntry:
     # Optional "module:function" options -> dict naming the content the data comes from (file
     # hashes). It joins the run ids, so editing a user's CSV never reuses runs of the old file.
     fingerprint: str | None = None
+    # Optional "module:function" options -> training examples, reading a user's file now (without
+    # TensorFlow) so that bad data stops `plan` and `run` before any run starts (DataError).
+    check: str | None = None
 
     def fingerprint_of(self, options: BaseModel) -> dict | None:
         return _resolve(self.fingerprint)(options) if self.fingerprint else None
+
+    def check_of(self, options: BaseModel) -> int | None:
+        """Check the data the options point at; return the training-set size when known."""
+        if self.check:
+            return _resolve(self.check)(options)
+        return getattr(options, "n_train", None)
 
     def options_model(self) -> type[BaseModel]:
         return _resolve(self.options)
@@ -67,18 +76,21 @@ DATASETS: dict[str, DatasetEntry] = {
         "keras_ablate.data.text:csv_file",
         disk_cache=False,
         fingerprint="keras_ablate.data.text:file_fingerprint",
+        check="keras_ablate.data.text:check_file",
     ),
     "tsv": DatasetEntry(
         "keras_ablate.data.text:TsvOptions",
         "keras_ablate.data.text:tsv_file",
         disk_cache=False,
         fingerprint="keras_ablate.data.text:file_fingerprint",
+        check="keras_ablate.data.text:check_file",
     ),
     "jsonl": DatasetEntry(
         "keras_ablate.data.text:JsonlOptions",
         "keras_ablate.data.text:jsonl_file",
         disk_cache=False,
         fingerprint="keras_ablate.data.text:file_fingerprint",
+        check="keras_ablate.data.text:check_file",
     ),
 }
 

@@ -15,7 +15,7 @@ class _Options(BaseModel):
 
     n_train: int = Field(2048, ge=8, description="training examples")
     n_val: int = Field(512, ge=8, description="validation examples")
-    seed: int = Field(0, description="data seed: every run of a grid sees the same data")
+    seed: int = Field(0, ge=0, description="data seed: every run of a grid sees the same data")
 
 
 class NgramOptions(_Options):

@@ -44,6 +44,7 @@ class _TextOptions(BaseModel):
     )
     seed: int = Field(
         0,
+        ge=0,
         description="data seed for subsampling and the split: every run of a grid sees the same data",
     )
 
@@ -259,7 +260,31 @@ def _user_file(fmt: str, opts: _FileOptions) -> Dataset:
     return _cached(fmt, opts, files, lambda: _build_user_file(fmt, opts, files))
 
 
-def _build_user_file(fmt: str, opts: _FileOptions, files: list[Path]) -> Dataset:
+def check_file(opts: _FileOptions) -> int:
+    """Read and check a user file as a run would, short of tokenizing (no TensorFlow).
+
+    `plan` and `run` call this before any run starts, so a missing column, a single class,
+    bad bytes, ragged rows or an empty file stop the command instead of failing every run.
+
+    Returns:
+        About how many training examples the runs will see (for the batch-size warning).
+
+    Raises:
+        DataError: naming the file and, where it applies, the line.
+    """
+    fmt = _fmt_of(opts)
+    files = [_existing(opts.path, "data file")]
+    if opts.val_path is not None:
+        files.append(_existing(opts.val_path, "val_path file"))
+    _texts, labels, val = _read_user_records(fmt, opts, files)
+    y, class_names = _label_ids(labels, None)
+    _check_classes(str(files[0]), y, class_names, opts, opts.label_column, split=val is None)
+    n = len(y) if opts.n_max is None else min(len(y), opts.n_max)
+    return n if val is not None else max(1, round(n * (1 - opts.val_fraction)))
+
+
+def _read_user_records(fmt: str, opts: _FileOptions, files: list[Path]):
+    """(texts, labels, val) of a user file; val is (texts, labels) of val_path, or None."""
     texts, labels, _ = _read_records(fmt, files[0], opts)
     val = None
     if len(files) > 1:
@@ -272,6 +297,11 @@ def _build_user_file(fmt: str, opts: _FileOptions, files: list[Path]) -> Dataset
                     f"training labels: {', '.join(sorted(known))}"
                 )
         val = (val_texts, val_labels)
+    return texts, labels, val
+
+
+def _build_user_file(fmt: str, opts: _FileOptions, files: list[Path]) -> Dataset:
+    texts, labels, val = _read_user_records(fmt, opts, files)
     meta = {"source": str(files[0]), "format": fmt}
     if val is not None:
         meta["val_source"] = str(files[1])
@@ -508,32 +538,9 @@ def _build(
     name, opts, source, texts, labels, *, val=None, class_names=None, meta=None, column="label"
 ) -> Dataset:
     y, class_names = _label_ids(labels, class_names)
-    if len(class_names) < 2:
-        raise DataError(
-            f"{source}: only one class ('{class_names[0]}') in column '{column}'; classification needs at least 2"
-        )
+    _check_classes(source, y, class_names, opts, column, split=val is None)
     texts = np.asarray(texts, dtype=object)
     rng = np.random.default_rng(opts.seed)
-    if val is None:
-        counts = np.bincount(y, minlength=len(class_names))
-        if counts.min() < 2:
-            rare = [f"'{class_names[c]}' ({counts[c]})" for c in np.flatnonzero(counts < 2)]
-            which = (
-                f"class {rare[0]} has"
-                if len(rare) == 1
-                else f"{len(rare)} classes ({', '.join(rare[:5])}) have"
-            )
-            # Mostly one-example classes suggest the text column was named as the label column.
-            hint = (
-                f"; is '{column}' the label column?"
-                if len(class_names) > max(10, len(y) / 2)
-                else ""
-            )
-            raise DataError(
-                f"{source}: {which} too few examples in column '{column}': a stratified "
-                f"split with val_fraction={opts.val_fraction} needs at least 2 per class (one to train on, one to "
-                f"validate); add examples, drop the class, or give a val_path{hint}"
-            )
     if opts.n_max is not None and opts.n_max < len(y):
         # At least 2 per class survive, so the split below still finds one of each for validation.
         keep = _stratified_take(y, opts.n_max / len(y), rng, minimum=2)
@@ -564,6 +571,33 @@ def _build(
     meta = {"source": source, **(meta or {}), **_length_stats(lengths, opts.max_length)}
     meta["vocabulary_head"] = vocabulary[2:12]  # After "" (padding) and "[UNK]".
     return _dataset(name, x_train, y_train, x_val, y_val, len(vocabulary), class_names, meta)
+
+
+def _check_classes(source, y, class_names, opts, column: str, split: bool) -> None:
+    """At least two classes, and (when validation is split off) at least two examples of each."""
+    if len(class_names) < 2:
+        raise DataError(
+            f"{source}: only one class ('{class_names[0]}') in column '{column}'; classification needs at least 2"
+        )
+    if not split:
+        return
+    counts = np.bincount(y, minlength=len(class_names))
+    if counts.min() < 2:
+        rare = [f"'{class_names[c]}' ({counts[c]})" for c in np.flatnonzero(counts < 2)]
+        which = (
+            f"class {rare[0]} has"
+            if len(rare) == 1
+            else f"{len(rare)} classes ({', '.join(rare[:5])}) have"
+        )
+        # Mostly one-example classes suggest the text column was named as the label column.
+        hint = (
+            f"; is '{column}' the label column?" if len(class_names) > max(10, len(y) / 2) else ""
+        )
+        raise DataError(
+            f"{source}: {which} too few examples in column '{column}': a stratified "
+            f"split with val_fraction={opts.val_fraction} needs at least 2 per class (one to train on, one to "
+            f"validate); add examples, drop the class, or give a val_path{hint}"
+        )
 
 
 def _standardizer(lowercase: bool, strip_punctuation: bool):

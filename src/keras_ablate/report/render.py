@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from keras_ablate import store
 from keras_ablate.analysis import baselines, effects
-from keras_ablate.analysis.aggregate import Tables, load
+from keras_ablate.analysis.aggregate import Tables, load, read_info
 from keras_ablate.report import instrument_plots, plots, sections
 from keras_ablate.report.tuning_section import tuning_section
 
@@ -178,13 +177,23 @@ def make_figures(tables: Tables, fig_dir: Path) -> list[Figure]:
     return figures
 
 
-def build_report(exp_dir: str | Path) -> dict[str, Path]:
-    """Write report.html and report.md into the experiment folder; return their paths."""
+def build_report(exp_dir: str | Path, info: dict | None = None) -> dict:
+    """Write report.html and report.md into the experiment folder.
+
+    Args:
+        info: the experiment as planned now (experiment.json's fields, `run_ids` the plan);
+            default: experiment.json, as the last `run` wrote it. Only the plan's runs are
+            reported; other runs in the folder are listed apart, never averaged in.
+
+    Returns:
+        The paths ('html', 'md'), the build time ('seconds'), and the run folders left out:
+        'unreadable' (run id -> why) and 'unplanned' (list of {run_id, status, label}).
+    """
     started = time.time()
     exp_dir = Path(exp_dir)
-    tables = load(exp_dir)
+    info = _experiment_info(exp_dir) if info is None else info
+    tables = load(exp_dir, run_ids=info.get("run_ids"), info=info)
     tables.save(exp_dir / "tables")
-    info = _experiment_info(exp_dir)
     figures = make_figures(tables, exp_dir / "figures")
     table = run_table(tables)
     counts = sections.status_counts(tables)
@@ -200,6 +209,8 @@ def build_report(exp_dir: str | Path) -> dict[str, Path]:
         "columns": list(table.columns),
         "rows": table.to_dict("records"),
         "failed": _failed(tables),
+        "unreadable": tables.unreadable,
+        "unplanned": tables.unplanned,
         "summary": sections.summary(tables, main, configs),
         "factors": sections.factor_tables(main),
         "interactions": sections.interaction_tables(tables),
@@ -222,14 +233,19 @@ def build_report(exp_dir: str | Path) -> dict[str, Path]:
         "html": exp_dir / "report.html",
         "md": exp_dir / "report.md",
         "seconds": time.time() - started,
+        "unreadable": tables.unreadable,
+        "unplanned": tables.unplanned,
     }
 
 
 def _experiment_info(exp_dir: Path) -> dict:
-    try:
-        return json.loads((exp_dir / "experiment.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
+    info = read_info(exp_dir)
+    run_ids = info.get("run_ids")
+    if run_ids is not None and not (
+        isinstance(run_ids, list) and all(isinstance(r, str) for r in run_ids)
+    ):
+        info.pop("run_ids")  # a damaged plan: report every readable run
+    return info
 
 
 def _failed(tables: Tables) -> list[dict]:

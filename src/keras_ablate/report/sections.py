@@ -49,7 +49,7 @@ def label(record: dict, axes: list[str]) -> str:
 
 
 def status_counts(tables: Tables) -> dict[str, int]:
-    """ok / diverged / failed / missing (planned in experiment.json, no folder yet)."""
+    """ok / diverged / failed / unreadable (a damaged folder) / missing (planned, no folder yet)."""
     runs = tables.runs
     out = (
         {s: int((runs["status"].astype(str) == s).sum()) for s in ("ok", "diverged", "failed")}
@@ -57,9 +57,11 @@ def status_counts(tables: Tables) -> dict[str, int]:
         else {}
     )
     planned = tables.info.get("run_ids") or []
+    out["unreadable"] = len(tables.unreadable)
     if planned:
         present = set(runs["run_id"].astype(str)) if len(runs) else set()
-        out["missing"] = sum(1 for run_id in planned if run_id not in present)
+        accounted = present | set(tables.unreadable)
+        out["missing"] = sum(1 for run_id in planned if run_id not in accounted)
     return {k: v for k, v in out.items() if v or k in ("ok", "diverged", "failed")}
 
 
