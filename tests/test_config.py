@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import pytest
@@ -264,6 +265,22 @@ TEXT_OPTION_LEVELS = {
 TEXT_DATASETS = ("rotten_tomatoes", "imdb", "csv", "tsv", "jsonl")
 
 
+def _valid_data(fmt: str) -> str:
+    """A data file that passes the plan-time checks under every level above: columns text/body
+    and label/tag, 8 examples per class, and for csv/tsv readable with both delimiter levels
+    (split by either one, the line has columns named text, body, label and tag)."""
+    rows = [("text", "body", "label", "tag")] + [
+        (f"{word} film {i}", f"{word} film {i}", str(y), str(y))
+        for i in range(8)
+        for word, y in (("good", 1), ("bad", 0))
+    ]
+    if fmt == "jsonl":
+        keys = rows[0]
+        return "".join(json.dumps(dict(zip(keys, r, strict=True))) + "\n" for r in rows[1:])
+    a, b = {"csv": (",", ";"), "tsv": ("\t", "|")}[fmt]
+    return "".join(f"{b.join(r)}{b}q{a}{a.join(r)}\n" for r in rows)
+
+
 @pytest.mark.parametrize("dataset", TEXT_DATASETS)
 def test_every_option_of_a_text_dataset_can_be_an_axis(dataset, tmp_path):
     from keras_ablate.data import get_entry
@@ -272,7 +289,7 @@ def test_every_option_of_a_text_dataset_can_be_an_axis(dataset, tmp_path):
     files = []
     for name in ("a", "b", "val"):
         path = tmp_path / f"{name}.{fmt or 'npz'}"
-        path.write_text("text,label\nfine,1\nbad,0\n" if fmt else "x", encoding="utf-8")
+        path.write_text(_valid_data(fmt) if fmt else "x", encoding="utf-8")
         files.append(str(path))
     levels = {
         **TEXT_OPTION_LEVELS,
@@ -300,7 +317,7 @@ def test_every_option_of_a_text_dataset_can_be_an_axis(dataset, tmp_path):
 def test_dataset_option_axis_of_a_csv_file_plans_from_the_command_line(tmp_path, capsys):
     # Issue 13: "grid.dataset.padding[0]: Field required" (validated without the csv's path).
     data = tmp_path / "d.csv"
-    data.write_text("text,label\nfine,1\nbad,0\n", encoding="utf-8")
+    data.write_text(_valid_data("csv"), encoding="utf-8")
     path = tmp_path / "pad.yaml"
     path.write_text(
         f"name: pad\ndataset: {{name: csv, options: {{path: {data}}}}}\n"
