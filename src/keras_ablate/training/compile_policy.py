@@ -4,7 +4,8 @@ XLA makes each steady-state step faster, but compiling costs seconds per model, 
 on long runs. Measured here (benchmarks/jit_break_even.py, one thread as a worker runs, the
 default grid's shapes, 2026-12-02): compiling with XLA took 2.1-3.6 s more than tracing without
 it, and saved per train step 0.9 ms (SimpleRNN), 1.6 ms (LSTM) and 3.7 ms (GRU) at 20
-timesteps; the CNN was not faster with XLA at all. The break-even is that cost divided by that
+timesteps; the CNN was not faster in those short runs, but was over 3,840 steps (long-run grid of
+benchmarks/throughput.py). The break-even is that cost divided by that
 saving (an earlier, more loaded measurement gave about 1.5x these numbers for the LSTM and GRU).
 
 The work of a run is its planned train steps, times the sequence length for recurrent models
@@ -20,8 +21,10 @@ import math
 
 # architecture family -> work (train steps, x timesteps if recurrent) from which XLA pays back.
 BREAK_EVEN_WORK: dict[str, float] = {
-    "cnn": math.inf,  # no per-step saving measured: never worth compiling
-    "mlp": math.inf,  # no recurrent loop either: treated like the CNN
+    # No saving in 192-step runs, but 3.5 vs ~2 ms per step over 3,840 steps (two workers,
+    # benchmarks/throughput.py --long): XLA pays from about 2,000 steps.
+    "cnn": 2_000,
+    "mlp": 2_000,  # no recurrent loop either: treated like the CNN
     "rnn": 60_000,  # 2.7 s / 0.9 ms per step at T=20
     "lstm": 26_000,  # 2.1 s / 1.6 ms per step at T=20
     "gru": 11_000,  # 2.1 s / 3.7 ms per step at T=20
