@@ -80,54 +80,43 @@ def user_loop(path: str) -> None:
     """The loop a user writes: build, compile(optimizer, loss, metrics), fit; Keras defaults."""
     import keras
 
-    from keras_ablate.data import load_dataset
-    from keras_ablate.models import build_model
     from keras_ablate.models.layers import loss_for
 
-    inside = 0.0
-    for spec in _specs(path):
-        started = time.perf_counter()
-        s = spec.settings
-        data = load_dataset(spec.dataset["name"], spec.dataset["options"])
-        keras.utils.set_random_seed(spec.seed)
-        model = build_model(s, data)
+    def compile_as_a_user(model, s: dict, data) -> None:
         clip = {} if s["clip"] == "none" else {"clipnorm": float(s["clip"].split(":")[1])}
         model.compile(
             optimizer=keras.optimizers.Adam(s["learning_rate"], **clip),
             loss=loss_for(data),
             metrics=[data.metric],
         )
-        model.fit(
-            data.x_train,
-            data.y_train,
-            batch_size=s["batch_size"],
-            epochs=s["epochs"],
-            validation_data=(data.x_val, data.y_val),
-            verbose=0,
-        )
-        keras.backend.clear_session()
-        inside += time.perf_counter() - started
-    print(json.dumps({"inside_runs_s": inside}))
+
+    _fit_each(_specs(path), compile_as_a_user)
 
 
 def plain_loop(path: str, part: int = 0, parts: int = 1) -> None:
     """The same models (every `parts`-th from `part`), built and fitted one after the other with
     the suite's thread count and compile arguments."""
     _threads_one()
+    from keras_ablate.training.loop import compile_model
+
+    _fit_each(_specs(path)[part::parts], compile_model)
+
+
+def _fit_each(specs, compile_fn) -> None:
+    """Build, compile (compile_fn(model, settings, data)) and fit each run's model with plain Keras."""
     import keras
 
     from keras_ablate.data import load_dataset
     from keras_ablate.models import build_model
-    from keras_ablate.training.loop import compile_model
 
     inside = 0.0
-    for spec in _specs(path)[part::parts]:
+    for spec in specs:
         started = time.perf_counter()
         s = spec.settings
         data = load_dataset(spec.dataset["name"], spec.dataset["options"])
         keras.utils.set_random_seed(spec.seed)
         model = build_model(s, data)
-        compile_model(model, s, data)
+        compile_fn(model, s, data)
         model.fit(
             data.x_train,
             data.y_train,
