@@ -261,3 +261,26 @@ def test_summary_records_chance_and_majority_accuracy_of_the_data():
     baseline = record.summary["baseline"]
     assert baseline["chance"] == 0.25 and baseline["n_classes"] == 4 and baseline["n_val"] == 40
     assert baseline["majority_val"] == pytest.approx(counts.max() / 40)
+
+
+@pytest.mark.parametrize("architecture", ["cnn", "gru"])
+def test_train_step_is_traced_once_per_run(architecture, monkeypatch):
+    # Keras creates optimizer slots inside the first trace unless they exist already, and a
+    # tf.function that creates variables is traced twice; build_state creates them first.
+    from keras_ablate.training.step import InstrumentedModel
+
+    traces = []
+    original = InstrumentedModel.train_step
+
+    def counted(self, data):
+        traces.append(1)
+        return original(self, data)
+
+    monkeypatch.setattr(InstrumentedModel, "train_step", counted)
+    settings = _settings(architecture=architecture, epochs=2, batch_size=16)
+    ds = _dataset()
+    model = build_instrumented(settings, ds, seed=0, capacity=8)
+    slots = len(model.optimizer.variables)
+    model.fit(**fit_data(ds, 16), epochs=2, verbose=0, shuffle=False)
+    assert len(traces) == 1
+    assert len(model.optimizer.variables) == slots  # every slot existed before the first step

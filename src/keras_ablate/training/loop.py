@@ -54,7 +54,21 @@ def build_instrumented(settings: dict, dataset, seed: int, capacity: int) -> Ins
     )
     compile_model(model, settings, dataset)
     model.configure_instruments(settings["clip"], capacity)
+    build_state(model, dataset, settings["batch_size"])
     return model
+
+
+def build_state(model: keras.Model, dataset, batch_size: int) -> None:
+    """Create the optimizer's slots and the metrics' variables now, before the first step.
+
+    Without a distribution strategy Keras creates them inside the first trace of the train
+    function, and a tf.function whose first trace creates variables is traced a second time
+    (measured: every train step traced twice, in plain `fit` too). Built here, eagerly, the
+    step is traced once: 0.3-0.4 s less per run on default-grid models (about a third of the
+    tracing). Only shapes are read from the batch; no variable value and no random draw differs.
+    """
+    batch = (dataset.x_train[:batch_size], dataset.y_train[:batch_size])
+    model._symbolic_build(data_batch=batch)  # Keras's own build, which fit defers to the trace
 
 
 # The last run's compiled model (and its probe), kept for the next run of this process if that
