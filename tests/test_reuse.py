@@ -62,11 +62,57 @@ def test_reused_models_give_the_records_of_fresh_builds(overrides, monkeypatch):
     assert not fresh[0].tables["steps"].equals(fresh[1].tables["steps"])
 
 
-def test_a_different_configuration_is_built_fresh(monkeypatch):
+def test_a_different_model_is_built_fresh(monkeypatch):
     first = _specs(architecture="gru")[0]
-    second = _specs(architecture="gru", learning_rate=0.01)[0]
+    second = _specs(architecture="gru", units=6)[0]
     records = _train([first, second], monkeypatch, reuse=True)
     assert [r.summary["reused_compiled_model"] for r in records] == [False, False]
+
+
+@pytest.mark.parametrize(
+    "first, second",
+    [
+        # Another clip level, as in the default grid's clip axis.
+        ({"architecture": "lstm"}, {"architecture": "lstm", "clip": "norm:0.001"}),
+        # Another optimizer, learning rate, batch size and budget, with batch norm in the cell.
+        (
+            {"architecture": "rnn", "normalization": "batch"},
+            {
+                "architecture": "rnn",
+                "normalization": "batch",
+                "optimizer": "sgd",
+                "learning_rate": 0.05,
+                "batch_size": 16,
+                "epochs": 3,
+            },
+        ),
+    ],
+)
+def test_a_run_that_only_trains_differently_keeps_the_model_and_gives_fresh_records(
+    first, second, monkeypatch
+):
+    specs = [_specs(**first)[0], _specs(**second)[1]]
+    built = []
+    original = loop.Probe.__init__
+
+    def counted(self, *args, **kwargs):
+        built.append(1)
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(loop.Probe, "__init__", counted)
+    fresh = _train(specs, monkeypatch, reuse=False)
+    assert len(built) == 2
+    reused = _train(specs, monkeypatch, reuse=True)
+    assert len(built) == 3  # the second run kept the first one's model and probe
+    # Compiled again for its own settings, so not a reused compiled model.
+    assert [r.summary["reused_compiled_model"] for r in reused] == [False, False]
+    for a, b in zip(fresh, reused, strict=True):
+        for name in a.tables:
+            pd.testing.assert_frame_equal(a.tables[name], b.tables[name], check_exact=True)
+        assert store.stable_summary(a.summary) == store.stable_summary(b.summary)
+    for spec, record in zip(specs, reused, strict=True):
+        batches = -(-DATA["options"]["n_train"] // spec.settings["batch_size"])
+        assert record.summary["steps_done"] == batches * spec.settings["epochs"]
 
 
 def test_a_pool_worker_takes_the_next_seed_of_its_last_configuration():

@@ -132,6 +132,19 @@ _REGISTRIES = {
 }
 
 
+# Settings that change how a model is trained, not the model: runs that differ only in these
+# build the same model (training/loop.py reuses it, compiled again for the new settings).
+TRAINING_ONLY = (
+    "optimizer",
+    "learning_rate",
+    "clip",
+    "batch_size",
+    "epochs",
+    "jit_compile",
+    "steps_per_execution",
+)
+
+
 class RunSettings(BaseModel):
     """Every setting of one run. Each field name is the YAML key, the column and the hp name."""
 
@@ -403,8 +416,10 @@ class RunSpec:
         return cls(**d)
 
     def model_key(self) -> str:
-        """Equal for runs that build the same model and train step: everything but the seed."""
-        return json.dumps([self.settings, self.dataset], sort_keys=True, default=str)
+        """Equal for runs that build the same model on the same data: everything but the seed
+        and the settings that only say how it is trained (TRAINING_ONLY)."""
+        model = {k: v for k, v in self.settings.items() if k not in TRAINING_ONLY}
+        return json.dumps([model, self.dataset], sort_keys=True, default=str)
 
     def label(self) -> str:
         """Short human label: the axis levels that vary, then the seed."""

@@ -314,9 +314,9 @@ class PoolExecutor:
 
 def _take(queue: deque, worker: _Worker, keys: dict[str, str]) -> RunSpec:
     """The next run for `worker`: the first queued one with the model of its last run (another
-    seed of that configuration, so the worker reuses its compiled model: training/loop.py),
-    else the head of the queue. Seeds of one configuration cost the same, so the largest-first
-    order is kept up to ties."""
+    seed or optimizer arm of that model, so the worker reuses it: training/loop.py), else the
+    head of the queue. Runs of one model cost about the same, so the largest-first order is
+    kept up to near-ties."""
     if worker.last_key is not None:
         for index, spec in enumerate(queue):
             if keys[spec.run_id] == worker.last_key:

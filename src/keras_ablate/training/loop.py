@@ -72,8 +72,11 @@ def build_state(model: keras.Model, dataset, batch_size: int) -> None:
 
 
 # The last run's compiled model (and its probe), kept for the next run of this process if that
-# one has the same settings and data (another seed of the same configuration): its traced (and
-# with XLA compiled) train, evaluation and probe functions are then reused (reinitialize).
+# one builds the same model on the same data (RunSpec.model_key). Another seed of the same
+# configuration reuses the traced (and with XLA compiled) train, evaluation and probe
+# functions; a run that differs only in how it trains (config.TRAINING_ONLY: another clip
+# level, learning rate, ...) is compiled again but keeps the model and its traced probe.
+# Either way the weights are reinitialized as a fresh build would have them (reinitialize).
 _KEPT: dict[str, tuple] = {}
 
 
@@ -170,9 +173,16 @@ def run_one(spec: RunSpec) -> RunRecord:
         # Probe-batch instruments at initialization and after every epoch (training/probes.py).
         probe = Probe(model, *probe_batch(dataset), loss_for(dataset))
     else:
-        model, probe = kept
+        model, probe, kept_settings = kept
+        if kept_settings != settings:
+            # Another optimizer, learning rate, clip level or budget for the same model: a new
+            # optimizer and train step (compiled again); the model and its probe are kept.
+            compile_model(model, settings, dataset)
+            model.configure_instruments(settings["clip"], capacity)
+            build_state(model, dataset, settings["batch_size"])
         reinitialize(model, settings, dataset, spec.seed)
         probe.seconds = 0.0
+    recompiled = kept is not None and kept_settings != settings
     probes = ProbeCallback(probe)
     build_s = time.perf_counter() - clock
     timer = RunTimer()
@@ -185,7 +195,7 @@ def run_one(spec: RunSpec) -> RunRecord:
         callbacks=[timer, probes, StopOnDivergence()],
     )
     if reuse_enabled():
-        _KEPT[key] = (model, probe)
+        _KEPT[key] = (model, probe, settings)
     history = history_frame(fit.history, dataset.metric)
     columns, rows = model.step_records()
     steps = pd.DataFrame(rows, columns=columns)
@@ -215,7 +225,7 @@ def run_one(spec: RunSpec) -> RunRecord:
         "wall_time_s": round(time.time() - started, 3),
         "probe_time_s": round(probes.probe.seconds, 3),
         "jit_compiled": bool(model.jit_compile),
-        "reused_compiled_model": kept is not None,
+        "reused_compiled_model": kept is not None and not recompiled,
         "timing": timer.breakdown(load_s, build_s, probes.probe.seconds),
         "environment": environment(),
     }
