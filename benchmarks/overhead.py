@@ -8,9 +8,11 @@ of each, their ratio, and the range of the per-round ratios (the noise).
 
 Part 2 (probe-batch instruments, goal: at most 10 %): full runs as a worker trains them
 (executors.run_spec, with the imports frozen out of the garbage collector's sight), default-grid
-settings (ablations.yaml, clip norm:1.0, tanh), every architecture x normalization, each
-reporting the seconds its probes took (tracing included) against its wall time; the total
-is the share over all of them, as a grid run would see it.
+settings (ablations.yaml, tanh), every architecture x normalization at both of the grid's clip
+levels, one after the other as a worker takes them (the second run of a model keeps its model
+and traced probe), each reporting the seconds its probes took (tracing included) against its
+wall time; the total is the share over all of them, as a grid run would see it, and the share
+over the first run of each model (built fresh) is printed too.
 
     .venv/bin/python benchmarks/overhead.py [--steps 300] [--rounds 16] [--architectures lstm,cnn]
 """
@@ -152,17 +154,28 @@ def main() -> None:
             f"  {spread}"
         )
 
-    print("\nprobe-batch instruments: one default-grid run each (6 epochs of 32 steps, 7 probes)")
-    print(f"{'run':14s} {'probe s':>8s} {'wall s':>7s} {'share':>6s}")
-    total_probe = total_wall = 0.0
+    print(
+        "\nprobe-batch instruments: default-grid runs (6 epochs of 32 steps, 7 probes), each model"
+        " at clip none then norm:1.0, in one process as a worker trains them (the second keeps"
+        " the first one's model and traced probe)"
+    )
+    print(f"{'run':22s} {'probe s':>8s} {'wall s':>7s} {'share':>6s}")
+    totals = {"first": [0.0, 0.0], "all": [0.0, 0.0]}
     with frozen_imports():
         for run in filter(None, args.runs.split(",")):
             architecture, _, normalization = run.partition(":")
-            probe, wall = probe_share(architecture, normalization=normalization or "none")
-            total_probe, total_wall = total_probe + probe, total_wall + wall
-            print(f"{run:14s} {probe:8.2f} {wall:7.2f} {probe / wall:6.1%}")
-    if total_wall:
-        print(f"{'all':14s} {total_probe:8.2f} {total_wall:7.2f} {total_probe / total_wall:6.1%}")
+            for clip in ("none", "norm:1.0"):
+                probe, wall = probe_share(
+                    architecture, normalization=normalization or "none", clip=clip
+                )
+                for name in ("first", "all") if clip == "none" else ("all",):
+                    totals[name][0] += probe
+                    totals[name][1] += wall
+                print(f"{run + ' ' + clip:22s} {probe:8.2f} {wall:7.2f} {probe / wall:6.1%}")
+    for name, label in (("first", "built fresh (clip none)"), ("all", "all (the grid's share)")):
+        probe, wall = totals[name]
+        if wall:
+            print(f"{label:22s} {probe:8.2f} {wall:7.2f} {probe / wall:6.1%}")
     print(f"\nload average {os.getloadavg()[0]:.2f} at the end")
 
 
