@@ -10,8 +10,8 @@ the diverged weights. With n steps per epoch:
 
 - training values of epoch e (1-based: train/loss, train/<metric>, train/clip_fraction, averaged
   over the epoch's steps (e-1)n .. en-1) are kept when all those steps came before k: e*n <= k;
-- end-of-epoch measurements of epoch e (val/..., and the probe tables, whose epoch 0 is the
-  initialization) are taken on the weights after step en-1, the weights step en starts from:
+- end-of-epoch measurements of epoch e (val/..., test/... after the last epoch, and the probe
+  tables, whose epoch 0 is the initialization) are taken on the weights after step en-1, the weights step en starts from:
   they are kept when en < k.
 
 Everything else of those epochs becomes NaN, so a diverged run has no final value (the epoch it
@@ -60,8 +60,9 @@ def kept_epochs(diverged_step: int | None, steps_per_epoch: int | None) -> tuple
 
 
 def is_end_of_epoch(column: str) -> bool:
-    """History columns measured on the weights after an epoch (validation) rather than during it."""
-    return column.startswith("val/")
+    """History columns measured on the weights after an epoch (validation, and the held-out test
+    score after the last one) rather than during it."""
+    return column.startswith(("val/", "test/"))
 
 
 def blank_history(

@@ -17,6 +17,8 @@ class Dataset:
     Attributes:
         x_train, y_train, x_val, y_val: numpy arrays. Token inputs are int32 of shape
             (n, seq_len); feature inputs are float32 of shape (n, seq_len, n_features).
+        x_test, y_test: the held-out split, scored once at the end of a run and never used to
+            select anything (None for a loader without one).
         task: "binary" (y in {0, 1}), "multiclass" (y in 0..n_classes-1) or "regression".
         input_kind: "tokens" (needs an embedding; ids in 0..vocab_size-1, 0 = padding)
             or "features" (fed to the first layer as they are).
@@ -37,6 +39,12 @@ class Dataset:
     n_classes: int = 0
     class_names: list[str] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
+    x_test: np.ndarray | None = None
+    y_test: np.ndarray | None = None
+
+    @property
+    def has_test(self) -> bool:
+        return self.x_test is not None and len(self.x_test) > 0
 
     @property
     def seq_len(self) -> int:
@@ -47,7 +55,8 @@ class Dataset:
         """Whether any example holds padding (token id 0): then models build a padding mask."""
         if self.input_kind != "tokens":
             return False
-        return bool((self.x_train == 0).any() or (self.x_val == 0).any())
+        splits = [self.x_train, self.x_val] + ([self.x_test] if self.has_test else [])
+        return any(bool((x == 0).any()) for x in splits)
 
     @property
     def n_features(self) -> int:
@@ -64,13 +73,17 @@ class Dataset:
                 float(np.bincount(np.asarray(y, dtype=np.int64)).max() / len(y)) if len(y) else 0.0
             )
 
-        return {
+        baseline = {
             "n_classes": int(self.n_classes),
             "n_val": int(len(self.y_val)),
             "chance": 1.0 / self.n_classes,
             "majority_val": majority(self.y_val),
             "majority_train": majority(self.y_train),
         }
+        if self.has_test:
+            baseline["n_test"] = int(len(self.y_test))
+            baseline["majority_test"] = majority(self.y_test)
+        return baseline
 
     @property
     def metric(self) -> str:

@@ -15,6 +15,9 @@ class _Options(BaseModel):
 
     n_train: int = Field(2048, ge=8, description="training examples")
     n_val: int = Field(512, ge=8, description="validation examples")
+    n_test: int = Field(
+        512, ge=8, description="held-out test examples (drawn from their own random stream)"
+    )
     seed: int = Field(0, ge=0, description="data seed: every run of a grid sees the same data")
 
 
@@ -63,8 +66,24 @@ def ngram(opts: NgramOptions) -> Dataset:
     rng = np.random.default_rng(opts.seed)
     tokens = np.arange(1, opts.vocab_size)  # 0 is padding
     key = rng.choice(tokens, size=opts.ngram_len, replace=False)
-    fillers = np.setdiff1d(tokens, key)
-    n = opts.n_train + opts.n_val
+    x, y = _ngram_examples(rng, key, opts, opts.n_train + opts.n_val)
+    x_test, y_test = _ngram_examples(_test_stream(opts), key, opts, opts.n_test)
+    return _split(
+        "ngram",
+        opts,
+        (x, y),
+        (x_test, y_test),
+        task="binary",
+        input_kind="tokens",
+        vocab_size=opts.vocab_size,
+        n_classes=2,
+        class_names=["absent", "present"],
+        meta={"key_ngram": key.tolist()},
+    )
+
+
+def _ngram_examples(rng, key: np.ndarray, opts: NgramOptions, n: int):
+    fillers = np.setdiff1d(np.arange(1, opts.vocab_size), key)
     x = rng.choice(fillers, size=(n, opts.seq_len)).astype(np.int32)
     y = (rng.random(n) < 0.5).astype(np.int32)
     L, T = opts.ngram_len, opts.seq_len
@@ -85,32 +104,24 @@ def ngram(opts: NgramOptions) -> Dataset:
                 if np.any(np.diff(pos) > 1):
                     break
             x[i, pos] = key
-    return _split(
-        "ngram",
-        opts,
-        x,
-        y,
-        task="binary",
-        input_kind="tokens",
-        vocab_size=opts.vocab_size,
-        n_classes=2,
-        class_names=["absent", "present"],
-        meta={"key_ngram": key.tolist()},
-    )
+    return x, y
+
+
+def _test_stream(opts: _Options) -> np.random.Generator:
+    """The test split's own random stream: train and validation data stay what they were
+    before the test split existed, and a different n_test changes no training example."""
+    return np.random.default_rng([opts.seed, 1])
 
 
 def recall(opts: RecallOptions) -> Dataset:
     """Label = the token at position 0; `seq_len` distractor tokens follow it."""
-    rng = np.random.default_rng(opts.seed)
-    n = opts.n_train + opts.n_val
-    y = rng.integers(0, opts.n_classes, size=n).astype(np.int32)
-    distractors = rng.integers(opts.n_classes + 1, opts.vocab_size, size=(n, opts.seq_len))
-    x = np.concatenate([(y + 1)[:, None], distractors], axis=1).astype(np.int32)
+    x, y = _recall_examples(np.random.default_rng(opts.seed), opts, opts.n_train + opts.n_val)
+    x_test, y_test = _recall_examples(_test_stream(opts), opts, opts.n_test)
     return _split(
         "recall",
         opts,
-        x,
-        y,
+        (x, y),
+        (x_test, y_test),
         task="multiclass",
         input_kind="tokens",
         vocab_size=opts.vocab_size,
@@ -119,13 +130,33 @@ def recall(opts: RecallOptions) -> Dataset:
     )
 
 
+def _recall_examples(rng, opts: RecallOptions, n: int):
+    y = rng.integers(0, opts.n_classes, size=n).astype(np.int32)
+    distractors = rng.integers(opts.n_classes + 1, opts.vocab_size, size=(n, opts.seq_len))
+    x = np.concatenate([(y + 1)[:, None], distractors], axis=1).astype(np.int32)
+    return x, y
+
+
 def adding(opts: AddingOptions) -> Dataset:
     """The adding problem: steps carry (value ~ U[0,1], marker); target = sum of the two marked values.
 
     Predicting the constant 1 (the mean of the target) gives MSE = Var(U1 + U2) = 1/6.
     """
-    rng = np.random.default_rng(opts.seed)
-    n, T = opts.n_train + opts.n_val, opts.seq_len
+    x, y = _adding_examples(np.random.default_rng(opts.seed), opts, opts.n_train + opts.n_val)
+    x_test, y_test = _adding_examples(_test_stream(opts), opts, opts.n_test)
+    return _split(
+        "adding",
+        opts,
+        (x, y),
+        (x_test, y_test),
+        task="regression",
+        input_kind="features",
+        meta={"constant_baseline_mse": 1.0 / 6.0},
+    )
+
+
+def _adding_examples(rng, opts: AddingOptions, n: int):
+    T = opts.seq_len
     values = rng.random((n, T))
     markers = np.zeros((n, T))
     rows = np.arange(n)
@@ -139,18 +170,11 @@ def adding(opts: AddingOptions) -> Dataset:
     markers[rows, second] = 1.0
     x = np.stack([values, markers], axis=-1).astype(np.float32)
     y = (values[rows, first] + values[rows, second]).astype(np.float32)
-    return _split(
-        "adding",
-        opts,
-        x,
-        y,
-        task="regression",
-        input_kind="features",
-        meta={"constant_baseline_mse": 1.0 / 6.0},
-    )
+    return x, y
 
 
-def _split(name, opts, x, y, **kwargs) -> Dataset:
+def _split(name, opts, train_val, test, **kwargs) -> Dataset:
+    (x, y), (x_test, y_test) = train_val, test
     n_train = opts.n_train
     meta = kwargs.pop("meta", {})
     if kwargs["task"] != "regression":
@@ -165,6 +189,8 @@ def _split(name, opts, x, y, **kwargs) -> Dataset:
         y_train=y[:n_train],
         x_val=x[n_train:],
         y_val=y[n_train:],
+        x_test=x_test,
+        y_test=y_test,
         meta=meta,
         **kwargs,
     )

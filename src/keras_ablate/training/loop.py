@@ -197,6 +197,11 @@ def run_one(spec: RunSpec) -> RunRecord:
     if reuse_enabled():
         _KEPT[key] = (model, probe, settings)
     history = history_frame(fit.history, dataset.metric)
+    clock = time.perf_counter()
+    if dataset.has_test:
+        scores = held_out_scores(model, dataset, settings["batch_size"])
+        history = add_test_scores(history, scores, dataset.metric)
+    test_s = time.perf_counter() - clock
     columns, rows = model.step_records()
     steps = pd.DataFrame(rows, columns=columns)
     steps.insert(0, "step", np.arange(len(steps), dtype=np.int64))
@@ -226,7 +231,7 @@ def run_one(spec: RunSpec) -> RunRecord:
         "probe_time_s": round(probes.probe.seconds, 3),
         "jit_compiled": bool(model.jit_compile),
         "reused_compiled_model": kept is not None and not recompiled,
-        "timing": timer.breakdown(load_s, build_s, probes.probe.seconds),
+        "timing": timer.breakdown(load_s, build_s, probes.probe.seconds, test_s),
         "environment": environment(),
     }
     return RunRecord(summary=summary, tables={"history": history, "steps": steps, **probe_tables})
@@ -267,8 +272,9 @@ class RunTimer(keras.callbacks.Callback):
     def on_test_end(self, logs=None):
         self.evaluations.append(time.perf_counter() - self._test_clock)
 
-    def breakdown(self, load_s: float, build_s: float, probe_s: float) -> dict:
-        """Seconds per phase (teardown is added by the executor that releases the model)."""
+    def breakdown(self, load_s: float, build_s: float, probe_s: float, test_s: float = 0.0) -> dict:
+        """Seconds per phase (teardown is added by the executor that releases the model); the
+        held-out evaluation after fit (`test_s`) counts as evaluation."""
         train_trace = _first_excess(self.batches)
         eval_trace = _first_excess(self.evaluations)
         steps_s = sum(self.batches) - train_trace
@@ -280,7 +286,7 @@ class RunTimer(keras.callbacks.Callback):
             "build_s": round(build_s, 3),
             "compile_s": round(compile_s, 3),
             "steps_s": round(steps_s, 3),
-            "eval_s": round(eval_s, 3),
+            "eval_s": round(eval_s + test_s, 3),
             "probe_s": round(probe_s, 3),
             "other_fit_s": round(max(other, 0.0), 3),
         }
@@ -291,6 +297,31 @@ def _first_excess(durations: list[float]) -> float:
     if len(durations) < 2:
         return 0.0
     return max(durations[0] - float(np.median(durations[1:])), 0.0)
+
+
+def held_out_scores(model: keras.Model, dataset, batch_size: int) -> dict:
+    """Loss and metric on the test split, with the weights the run ended with (Keras names)."""
+    pipeline = array_pipeline(dataset.x_test, dataset.y_test, batch_size, shuffle=False)
+    return model.evaluate(pipeline, verbose=0, return_dict=True)
+
+
+def add_test_scores(history: pd.DataFrame, scores: dict, metric: str) -> pd.DataFrame:
+    """Add `test/loss` and `test/<metric>` to the last epoch's row (NaN before it).
+
+    The test split is scored once, after training, and nothing is selected on it; scoring.py
+    blanks it like a validation value when the weights it was measured on had diverged.
+    """
+    if history.empty:
+        return history
+    history = history.copy()
+    last = history.index[-1]
+    for name, value in history_frame({k: [v] for k, v in scores.items()}, metric).items():
+        if name == "epoch":
+            continue
+        column = "test/" + name.split("/", 1)[1]
+        history[column] = np.nan
+        history.loc[last, column] = float(value.iloc[0])
+    return history
 
 
 def add_clip_fraction(history: pd.DataFrame, steps: pd.DataFrame) -> pd.DataFrame:
