@@ -1,0 +1,76 @@
+"""The fair-comparison protocol: each arm at its own learning rate, chosen on validation.
+
+With `protocol: {learning_rate: [r1, r2, ...], select_on: val/loss}` every arm (one
+combination of the grid's axes) is trained at every rate. For each arm, the rate whose mean
+`select_on` value over the arm's seeds is best (lowest loss, highest accuracy:
+scoring.higher_is_better) is selected; a rate at which some seed diverged or has no value
+ranks after every rate whose seeds all have one. Arms are then compared at their selected
+rates only, on the reported (test) score. The selection reads validation values only, so the
+test score of the selected runs is still a held-out estimate.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from keras_ablate import scoring
+
+RATE = "learning_rate"
+
+
+def select_rates(
+    runs: pd.DataFrame, axes: list[str], select_on: str, rates: list[float]
+) -> pd.DataFrame:
+    """One row per arm and rate: the arm's axes, `learning_rate`, `seeds` (runs at that rate),
+    `finished` (seeds with a finite value), `select_value` (their mean) and `selected`
+    (exactly one True per arm).
+
+    Args:
+        runs: the runs frame (analysis.tables.load), with a `final/<select_on>` column.
+        axes: the grid axes that define an arm (the learning rate is not one of them).
+        select_on: a history metric, e.g. `val/loss` or `val/accuracy`.
+        rates: the protocol's rates, in file order (ties go to the earlier one).
+    """
+    column = f"final/{select_on}"
+    higher = scoring.higher_is_better(select_on)
+    frame = runs.copy()
+    if column not in frame.columns:
+        frame[column] = np.nan
+    frame["_value"] = pd.to_numeric(frame[column], errors="coerce")
+    order = {float(r): i for i, r in enumerate(rates)}
+    keys = [*axes, RATE]
+    grouped = frame.groupby(keys, dropna=False, observed=True, sort=False)["_value"]
+    table = grouped.agg(
+        seeds="size",
+        finished=lambda v: int(np.isfinite(v.to_numpy(dtype=float)).sum()),
+        select_value=lambda v: float(np.nanmean(v)) if np.isfinite(v).any() else math.nan,
+    ).reset_index()
+    table["_rank_rate"] = table[RATE].map(lambda r: order.get(float(r), len(order)))
+    complete = (table["finished"] == table["seeds"]) & np.isfinite(table["select_value"])
+    # Complete rates first, then the best value, then file order.
+    table["_incomplete"] = (~complete).astype(int)
+    table["_key"] = -table["select_value"] if higher else table["select_value"]
+    table["_key"] = table["_key"].fillna(np.inf)
+    ranked = table.sort_values(["_incomplete", "_key", "_rank_rate"], kind="stable")
+    best = (
+        ranked.groupby(axes, dropna=False, observed=True, sort=False).head(1).index
+        if axes
+        else ranked.head(1).index
+    )
+    table["selected"] = table.index.isin(best)
+    table = (
+        table.sort_values([*axes, "_rank_rate"], kind="stable")
+        if axes
+        else table.sort_values("_rank_rate")
+    )
+    return table.drop(columns=["_rank_rate", "_incomplete", "_key"]).reset_index(drop=True)
+
+
+def selected_runs(runs: pd.DataFrame, selection: pd.DataFrame, axes: list[str]) -> pd.DataFrame:
+    """The runs at their arm's selected rate (every seed of it)."""
+    chosen = selection.loc[selection["selected"], [*axes, RATE]]
+    merged = runs.merge(chosen, on=[*axes, RATE], how="inner")
+    return merged.reset_index(drop=True)

@@ -1,0 +1,67 @@
+"""Protocol rate selection on hand-built run tables (no training)."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from keras_ablate.analysis.protocol import select_rates, selected_runs
+
+
+def _runs(rows):
+    return pd.DataFrame(
+        rows, columns=["run_id", "architecture", "learning_rate", "seed", "final/val/loss"]
+    )
+
+
+def test_each_arm_gets_the_rate_with_the_best_mean_over_seeds():
+    runs = _runs(
+        [
+            ("a1", "rnn", 0.001, 0, 0.50), ("a2", "rnn", 0.001, 1, 0.70),  # mean 0.60
+            ("a3", "rnn", 0.01, 0, 0.40), ("a4", "rnn", 0.01, 1, 0.90),  # mean 0.65
+            ("b1", "lstm", 0.001, 0, 0.69), ("b2", "lstm", 0.001, 1, 0.69),
+            ("b3", "lstm", 0.01, 0, 0.20), ("b4", "lstm", 0.01, 1, 0.30),
+        ]
+    )  # fmt: skip
+    table = select_rates(runs, ["architecture"], "val/loss", [0.001, 0.01])
+    chosen = table[table["selected"]].set_index("architecture")["learning_rate"].to_dict()
+    # rnn: 0.60 < 0.65 (the best single seed, 0.40, must not decide); lstm: 0.25 < 0.69.
+    assert chosen == {"rnn": 0.001, "lstm": 0.01}
+    assert table.loc[table["architecture"] == "rnn", "select_value"].round(6).tolist() == [
+        0.6,
+        0.65,
+    ]
+    kept = selected_runs(runs, table, ["architecture"])
+    assert sorted(kept["run_id"]) == ["a1", "a2", "b3", "b4"]
+
+
+def test_higher_is_better_metrics_pick_the_largest_mean():
+    runs = pd.DataFrame(
+        {
+            "run_id": ["x", "y"],
+            "architecture": ["cnn", "cnn"],
+            "learning_rate": [0.1, 0.2],
+            "final/val/accuracy": [0.7, 0.9],
+        }
+    )
+    table = select_rates(runs, ["architecture"], "val/accuracy", [0.1, 0.2])
+    assert table.loc[table["selected"], "learning_rate"].tolist() == [0.2]
+
+
+def test_a_rate_where_a_seed_diverged_ranks_after_complete_rates():
+    runs = _runs(
+        [
+            ("a", "gru", 0.1, 0, 0.01), ("b", "gru", 0.1, 1, math.nan),  # one seed diverged
+            ("c", "gru", 0.01, 0, 0.30), ("d", "gru", 0.01, 1, 0.35),
+        ]
+    )  # fmt: skip
+    table = select_rates(runs, ["architecture"], "val/loss", [0.1, 0.01])
+    assert table.loc[table["selected"], "learning_rate"].tolist() == [0.01]
+    assert table.set_index("learning_rate").loc[0.1, "finished"] == 1
+
+
+def test_ties_go_to_the_rate_listed_first():
+    runs = _runs([("a", "rnn", 0.01, 0, 0.5), ("b", "rnn", 0.001, 0, 0.5)])
+    table = select_rates(runs, ["architecture"], "val/loss", [0.01, 0.001])
+    assert table.loc[table["selected"], "learning_rate"].tolist() == [0.01]
