@@ -9,7 +9,7 @@ import pytest
 
 from keras_ablate.config import RunSettings
 from keras_ablate.data import load_dataset
-from keras_ablate.models.names import ACTIVATIONS, ARCHITECTURES, NORMALIZATIONS
+from keras_ablate.config.levels import ACTIVATIONS, ARCHITECTURES, NORMALIZATIONS
 from keras_ablate.training.loop import build_instrumented
 
 DATASETS = {

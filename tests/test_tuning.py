@@ -19,7 +19,7 @@ import yaml
 from keras_ablate.cli import main
 from keras_ablate.config import load_experiment
 from keras_ablate.objectives import get_objective, grad_log_std
-from keras_ablate.tuning_config import arm_name
+from keras_ablate.config.tuning import arm_name
 
 pytestmark = pytest.mark.slow
 
@@ -304,7 +304,7 @@ def test_the_tuned_model_is_the_run_builders_model(tmp_path):
     from keras_ablate.objectives import get_objective
     from keras_ablate.training.loop import build_instrumented
     from keras_ablate.tuning import ArmHyperModel
-    from keras_ablate.tuning_config import search_space, select_arms
+    from keras_ablate.config.tuning import search_space, select_arms
 
     path = tmp_path / "same.yaml"
     path.write_text(_experiment("same", grid="grid: {architecture: [lstm]}"))

@@ -14,7 +14,8 @@ import yaml
 
 from keras_ablate import yaml_input
 from keras_ablate.analysis.claims import Rule, Verdict, check_rule, evaluate, parse_rule
-from keras_ablate.config import SETTING_KEYS, Experiment, RunSettings, RunSpec, parse_experiment
+from keras_ablate.config.expand import parse_experiment
+from keras_ablate.config.schema import SETTING_KEYS, Experiment, RunSettings, RunSpec
 from keras_ablate.errors import ConfigError, UserError
 
 CLAIM_GLOB = "claim_*.yaml"

@@ -183,7 +183,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _load(args, warn: bool = True):
-    from keras_ablate.config import filter_specs, load_experiment, planned_levels_text
+    from keras_ablate.config.expand import load_experiment
+    from keras_ablate.config.select import filter_specs, planned_levels_text
 
     exp, all_specs = load_experiment(
         args.file, results_dir=getattr(args, "results_dir", DEFAULT_RESULTS)
@@ -384,8 +385,8 @@ def cmd_report(args) -> int:
 
 
 def cmd_tune(args) -> int:
-    from keras_ablate.config import load_experiment
-    from keras_ablate.tuning_config import search_space, select_arms
+    from keras_ablate.config.expand import load_experiment
+    from keras_ablate.config.tuning import search_space, select_arms
 
     # Tuning starts from base, so a base_from that points at these very results is ignored here.
     exp, specs = load_experiment(args.file, results_dir=args.results_dir, use_base_from=False)

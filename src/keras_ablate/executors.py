@@ -17,7 +17,7 @@ from multiprocessing.connection import wait
 from pathlib import Path
 
 from keras_ablate import store
-from keras_ablate.config import RunSpec
+from keras_ablate.config.schema import RunSpec
 from keras_ablate.errors import UserError
 
 # A worker process is replaced after this many runs: TensorFlow keeps some memory per traced

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from keras_ablate.config import RunSpec
+from keras_ablate.config.schema import RunSpec
 from keras_ablate.errors import UserError
 
 # A run folder is complete exactly when it exists under runs/ (it is renamed into place

@@ -17,14 +17,14 @@ import yaml
 from rich.console import Console
 
 from keras_ablate import store
-from keras_ablate.config import Experiment, RunSettings
+from keras_ablate.config.schema import Experiment, RunSettings
+from keras_ablate.config.tuning import BEST_FILE, Arm, SearchDim, tuning_root
 from keras_ablate.data import load_dataset
 from keras_ablate.errors import ConfigError, UserError
 from keras_ablate.objectives import Objective, get_objective, last_value
 from keras_ablate.scoring import blank_history
 from keras_ablate.training.loop import build_instrumented, fit_data, history_frame
 from keras_ablate.training.step import StopOnDivergence
-from keras_ablate.tuning_config import BEST_FILE, Arm, SearchDim, tuning_root
 
 TRIALS_FILE = "trials.parquet"
 # What the search was (tuner, objective, space, arm settings), to refuse resuming a different one.

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from keras_ablate import store
-from keras_ablate.config import RunSpec
+from keras_ablate.config.schema import RunSpec
 
 LAYERS = ("embed", "rnn_0", "dense_0", "dense_out")
 
@@ -191,6 +191,6 @@ def _best(values: np.ndarray, higher: bool) -> float | None:
 
 
 def _clip(text: str) -> tuple[str, float | None]:
-    from keras_ablate.config import parse_clip
+    from keras_ablate.config.levels import parse_clip
 
     return parse_clip(text)

@@ -12,7 +12,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from keras_ablate.analysis import instruments  # noqa: E402
-from keras_ablate.config import parse_clip  # noqa: E402
+from keras_ablate.config.levels import parse_clip  # noqa: E402
 from keras_ablate.report.plots import level_colors  # noqa: E402
 
 # With more configurations than this, lines are coloured by activation and dashed by

@@ -209,7 +209,7 @@ def gradient_norms(tables: Tables):
 
 
 def _threshold_for(role: dict):
-    from keras_ablate.config import parse_clip
+    from keras_ablate.config.levels import parse_clip
 
     def threshold(col_level, row_level):
         for axis, level in ((role["col"], col_level), (role["row"], row_level)):
