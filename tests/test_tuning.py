@@ -18,8 +18,8 @@ import yaml
 
 from keras_ablate.cli import main
 from keras_ablate.config import load_experiment
-from keras_ablate.objectives import get_objective, grad_log_std
 from keras_ablate.config.tuning import arm_name
+from keras_ablate.objectives import get_objective, grad_log_std
 
 pytestmark = pytest.mark.slow
 
@@ -300,11 +300,11 @@ def test_a_diverged_trial_is_never_best_even_when_its_metric_looks_better(write_
 def test_the_tuned_model_is_the_run_builders_model(tmp_path):
     import keras_tuner as kt
 
+    from keras_ablate.config.tuning import search_space, select_arms
     from keras_ablate.data import load_dataset
     from keras_ablate.objectives import get_objective
     from keras_ablate.training.loop import build_instrumented
     from keras_ablate.tuning import ArmHyperModel
-    from keras_ablate.config.tuning import search_space, select_arms
 
     path = tmp_path / "same.yaml"
     path.write_text(_experiment("same", grid="grid: {architecture: [lstm]}"))

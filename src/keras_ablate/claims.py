@@ -12,14 +12,13 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from keras_ablate import yaml_input
+from keras_ablate import store, yaml_input
 from keras_ablate.analysis.claims import Rule, Verdict, check_rule, evaluate, parse_rule
 from keras_ablate.config.expand import parse_experiment
 from keras_ablate.config.schema import SETTING_KEYS, Experiment, RunSettings, RunSpec
 from keras_ablate.errors import ConfigError, UserError
 
 CLAIM_GLOB = "claim_*.yaml"
-CLAIMS_FOLDER = "claims"  # results/claims/<experiment>/ and results/claims/report.html
 
 
 @dataclass
@@ -143,7 +142,6 @@ def run_claim(
     console=None,
 ) -> ClaimResult:
     """Run the claim's grid (finished runs are skipped) and evaluate its rule."""
-    from keras_ablate import store
     from keras_ablate.analysis.claim_metrics import add_missing, claim_table
 
     exp = claim.experiment
@@ -153,18 +151,7 @@ def run_claim(
         from keras_ablate import runner
 
         exp_dir.mkdir(parents=True, exist_ok=True)
-        store.write_json_atomic(
-            exp_dir / "experiment.json",
-            {
-                "name": exp.name,
-                "description": exp.description,
-                "source": str(claim.path),
-                "design": exp.design,
-                "axes": list(claim.specs[0].axes),
-                "n_runs": len(claim.specs),
-                "run_ids": [s.run_id for s in claim.specs],
-            },
-        )
+        store.write_experiment(exp_dir, store.experiment_record(exp, claim.specs, str(claim.path)))
         kwargs = {"console": console} if console is not None else {}
         if workers is not None and "workers" in inspect.signature(runner.run_grid).parameters:
             kwargs["workers"] = workers
@@ -193,7 +180,7 @@ def run_claims(
     claims = select_claims(claim_files(experiments_dir), only, overrides)
     if not claims:
         raise UserError(f"{experiments_dir}: no {CLAIM_GLOB} files")
-    root = Path(results_dir) / CLAIMS_FOLDER
+    root = Path(results_dir) / store.CLAIMS
     results = [run_claim(c, root, workers=workers, run=run, console=console) for c in claims]
     paths = build_claims_report(results, root)
     return results, paths

@@ -204,18 +204,11 @@ def _load(args, warn: bool = True):
     return exp, specs, exp_dir, all_specs
 
 
-def _read_json_dict(path: Path) -> dict:
-    """A JSON file holding a mapping, or {} when it is absent or anything else."""
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def _check_owner(exp, exp_dir: Path, source: str) -> None:
     """Refuse to write into a results folder that holds another experiment's runs."""
-    owner = _read_json_dict(exp_dir / "experiment.json").get("name")
+    from keras_ablate import store
+
+    owner = store.read_experiment(exp_dir).get("name")
     if isinstance(owner, str) and owner != exp.name:
         raise UserError(
             f"{source}: {exp_dir} holds the results of experiment {owner!r}, not {exp.name!r}; "
@@ -266,31 +259,12 @@ def cmd_plan(args) -> int:
     return 0
 
 
-def experiment_info(exp, specs, source: str) -> dict:
-    """What experiment.json records about the plan (the report of FILE uses it too)."""
-    return {
-        "name": exp.name,
-        "description": exp.description,
-        "source": source,
-        "design": exp.design,
-        "axes": list(specs[0].axes) if specs else [],
-        "reference": exp.reference,
-        "analysis": exp.analysis.model_dump(),
-        "n_runs": len(specs),
-        "run_ids": [s.run_id for s in specs],
-    }
-
-
 def _write_experiment_info(exp, specs, exp_dir: Path, source: str) -> None:
+    """experiment.json of a `run`: the plan, and the command that ran it."""
     from keras_ablate import store
 
-    store.write_json_atomic(
-        exp_dir / "experiment.json",
-        {
-            **experiment_info(exp, specs, source),
-            "command": "keras-ablate " + " ".join(sys.argv[1:]),
-        },
-    )
+    command = "keras-ablate " + " ".join(sys.argv[1:])
+    store.write_experiment(exp_dir, store.experiment_record(exp, specs, source, command))
 
 
 def cmd_run(args) -> int:
@@ -322,12 +296,13 @@ def cmd_run(args) -> int:
 
 
 def cmd_status(args) -> int:
+    from keras_ablate import store
     from keras_ablate.progress import format_status, grid_status
 
     target = Path(args.target)
     if target.is_dir():
         exp_dir = target
-        run_ids = _read_json_dict(exp_dir / "experiment.json").get("run_ids")
+        run_ids = store.read_experiment(exp_dir).get("run_ids")
         if not isinstance(run_ids, list) or not all(isinstance(r, str) for r in run_ids):
             run_ids = None  # no grid recorded: count the folders there are
     elif target.exists():
@@ -347,6 +322,7 @@ def cmd_status(args) -> int:
 
 
 def cmd_report(args) -> int:
+    from keras_ablate import store
     from keras_ablate.report.render import build_report
 
     target = Path(args.target)
@@ -360,12 +336,12 @@ def cmd_report(args) -> int:
         _check_owner(exp, exp_dir, args.target)
         # The report of FILE covers FILE's plan as it is now, whatever the last `run` planned.
         info = {
-            **_read_json_dict(exp_dir / "experiment.json"),
-            **experiment_info(exp, all_specs, args.target),
+            **store.read_experiment(exp_dir),
+            **store.experiment_record(exp, all_specs, args.target),
         }
     else:
         raise UserError(f"{target}: no such experiment file or results folder")
-    if not (exp_dir / "runs").is_dir():
+    if not (exp_dir / store.RUNS).is_dir():
         raise UserError(f"{exp_dir}: no runs yet; run `keras-ablate run FILE` first")
     paths = build_report(exp_dir, info)
     for run_id, why in paths["unreadable"].items():

@@ -375,7 +375,7 @@ def _redirect_native_output(exp_dir: Path) -> None:
     graphs): dozens of lines that would bury the driver's one line per run. Nothing a user
     needs is lost: a run's Python errors are in its summary.json, the log keeps the rest.
     """
-    logs = exp_dir / "logs"
+    logs = exp_dir / store.LOGS
     try:
         logs.mkdir(parents=True, exist_ok=True)
         fd = os.open(

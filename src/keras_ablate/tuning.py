@@ -18,7 +18,7 @@ from rich.console import Console
 
 from keras_ablate import store
 from keras_ablate.config.schema import Experiment, RunSettings
-from keras_ablate.config.tuning import BEST_FILE, Arm, SearchDim, tuning_root
+from keras_ablate.config.tuning import Arm, SearchDim, tuning_root
 from keras_ablate.data import load_dataset
 from keras_ablate.errors import ConfigError, UserError
 from keras_ablate.objectives import Objective, get_objective, last_value
@@ -26,9 +26,6 @@ from keras_ablate.scoring import blank_history
 from keras_ablate.training.loop import build_instrumented, fit_data, history_frame
 from keras_ablate.training.step import StopOnDivergence
 
-TRIALS_FILE = "trials.parquet"
-# What the search was (tuner, objective, space, arm settings), to refuse resuming a different one.
-SEARCH_FILE = "search.json"
 KT_PROJECT = "keras_tuner"
 # Diverged trials are marked failed (never best); a run of them is a result, so never abort the search.
 MAX_CONSECUTIVE_FAILED = 10**6
@@ -236,7 +233,7 @@ def tune_arms(
         best = write_outputs(exp, arm, space, objective, tuner.oracle, directory)
         if best is None:
             console.print(
-                f"[red]{arm.name}: no trial finished with a finite {objective.name}; no {BEST_FILE} written",
+                f"[red]{arm.name}: no trial finished with a finite {objective.name}; no {store.BEST_FILE} written",
                 soft_wrap=True,
             )
             code = 1
@@ -262,7 +259,8 @@ def _check_same_search(
         "dataset": arm.dataset,
     }
     search = json.loads(json.dumps(search))  # Tuples -> lists, as they read back.
-    path = directory / SEARCH_FILE
+    # What the search was (tuner, objective, space, arm settings), to refuse resuming a different one.
+    path = directory / store.SEARCH_FILE
     if path.is_file():
         before = json.loads(path.read_text(encoding="utf-8"))
         changed = sorted(k for k in {*before, *search} if before.get(k) != search.get(k))
@@ -381,7 +379,7 @@ def write_outputs(
     table = trials_table(oracle, space, objective)
     buffer = io.BytesIO()
     table.to_parquet(buffer, index=False)
-    store.write_text_atomic(directory / TRIALS_FILE, buffer.getvalue())
+    store.write_text_atomic(directory / store.TRIALS_FILE, buffer.getvalue())
     best = best_trial(table, objective)
     if best is None:
         return None
@@ -397,7 +395,9 @@ def write_outputs(
         "settings": {name: _plain(best[name]) for name in space},
     }
     header = "# Best settings of one arm, written by `keras-ablate tune`; a grid takes them with `base_from: tuning`.\n"
-    store.write_text_atomic(directory / BEST_FILE, header + yaml.safe_dump(entry, sort_keys=False))
+    store.write_text_atomic(
+        directory / store.BEST_FILE, header + yaml.safe_dump(entry, sort_keys=False)
+    )
     return entry
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,7 +87,7 @@ def load(
     A run folder that cannot be read is left out and named in `unreadable`, never an error.
     """
     exp_dir = Path(results_dir)
-    info = read_info(exp_dir) if info is None else dict(info)
+    info = store.read_experiment(exp_dir) if info is None else dict(info)
     rows = []
     history, steps = _LongBuilder("epoch", "metric"), _LongBuilder("step", "name")
     others: dict[str, list[pd.DataFrame]] = {}
@@ -219,15 +218,6 @@ def blank_diverged(tables: Tables) -> None:
         if len(values):
             best = values.max() if scoring.higher_is_better(str(metric)) else values.min()
         runs.loc[(run_ids == str(run_id)).to_numpy(), column] = best
-
-
-def read_info(exp_dir: Path) -> dict:
-    """experiment.json, or {} when there is none (a folder of hand-made runs)."""
-    try:
-        info = json.loads((Path(exp_dir) / "experiment.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return info if isinstance(info, dict) else {}
 
 
 def _read_run_tables(path: Path, history: _LongBuilder, steps: _LongBuilder) -> list[tuple]:

@@ -34,7 +34,6 @@ from keras_ablate.config.schema import (
     RunSpec,
     TuneSection,
     make_run_id,
-    slug_of,
 )
 from keras_ablate.config.select import filter_specs, planned_levels_text
 
@@ -61,5 +60,4 @@ __all__ = [
     "parse_init",
     "parse_kernel_init",
     "planned_levels_text",
-    "slug_of",
 ]

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator
 
+from keras_ablate import store
 from keras_ablate.config.levels import (
     ACTIVATIONS,
     ARCHITECTURES,
@@ -25,8 +25,6 @@ from keras_ablate.errors import unknown_name
 
 # Seeds go to keras.utils.set_random_seed, whose NumPy part takes 0 <= seed < 2**32.
 MAX_SEED = 2**32 - 1
-# Folder names longer than this are cut and given a hash (most file systems allow 255 bytes).
-MAX_SLUG = 80
 
 
 def _check_name(kind: str, value: str, choices) -> str:
@@ -251,36 +249,12 @@ class Experiment(BaseModel):
 
     @property
     def slug(self) -> str:
-        """The results folder name: the name itself when it is folder-safe, else a safe prefix plus
-        a hash of the name, so that two names never share a folder ('a/b' and 'a b' differ)."""
-        return slug_of(self.name)
+        """The results folder name (store.slug_of): the name itself when it is folder-safe."""
+        return store.slug_of(self.name)
 
     def folder(self, results_dir: str | Path) -> Path:
-        """results_dir/<slug>. A folder named by the earlier, non-injective slug (the bare safe
-        name) is still used while its experiment.json says it holds this very experiment."""
-        root = Path(results_dir)
-        current, legacy = root / self.slug, root / _safe_name(self.name)
-        if legacy != current and not current.exists():
-            try:
-                owner = json.loads((legacy / "experiment.json").read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                owner = None
-            if isinstance(owner, dict) and owner.get("name") == self.name:
-                return legacy
-        return current
-
-
-def _safe_name(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "experiment"
-
-
-def slug_of(name: str) -> str:
-    """Folder-safe, injective name of an experiment (see Experiment.slug)."""
-    safe = _safe_name(name)
-    if safe == name and len(name) <= MAX_SLUG:
-        return name
-    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:10]
-    return f"{safe[:MAX_SLUG]}-{digest}"
+        """results_dir/<slug>, or the folder an earlier version named (store.experiment_folder)."""
+        return store.experiment_folder(results_dir, self.name)
 
 
 @dataclass(frozen=True)

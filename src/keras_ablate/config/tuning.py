@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from keras_ablate import yaml_input
+from keras_ablate import store, yaml_input
 from keras_ablate.config.levels import DATASET_AXIS_PREFIX
 from keras_ablate.config.locate import Locator, raise_validation
 from keras_ablate.config.schema import Experiment, RunSettings, RunSpec
@@ -18,8 +18,6 @@ from keras_ablate.config.select import filter_specs
 from keras_ablate.config.validate import check_key, freeze, validate_setting
 from keras_ablate.errors import UserError, unknown_name
 
-TUNING = "tuning"
-BEST_FILE = "best.yaml"
 KINDS = ("int", "float", "choice")
 
 
@@ -176,7 +174,7 @@ def arm_name(axes: dict[str, Any]) -> str:
 
 
 def tuning_root(exp: Experiment, results_dir: str | Path) -> Path:
-    return exp.folder(results_dir) / TUNING
+    return exp.folder(results_dir) / store.TUNING
 
 
 def tuned_values(
@@ -187,7 +185,7 @@ def tuned_values(
     A file applies to every arm; a folder (`tuning` = results/<experiment>/tuning) holds one
     <arm>/best.yaml per arm, and an arm without one is an error (a fair comparison tunes every arm).
     """
-    if exp.base_from == TUNING:
+    if exp.base_from == store.TUNING:
         root = tuning_root(exp, results_dir)
     else:
         root = Path(exp.base_from)
@@ -203,10 +201,10 @@ def tuned_values(
             f"no tuned settings at {root}: run `keras-ablate tune {loc.source}` first, or remove base_from",
         )
     found: dict[str, tuple[dict, str]] = {}
-    tuned_arms = sorted(p.parent.name for p in root.glob(f"*/{BEST_FILE}"))
+    tuned_arms = sorted(p.parent.name for p in root.glob(f"*/{store.BEST_FILE}"))
     for combo in combos:
         name = arm_name(combo)
-        path = root / name / BEST_FILE
+        path = root / name / store.BEST_FILE
         if not path.is_file():
             flags = " ".join(f"--arm {k}={v}" for k, v in combo.items())
             raise loc.error(

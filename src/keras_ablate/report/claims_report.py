@@ -158,7 +158,7 @@ def _setup(claim) -> dict:
 def build_claims_report(results: list, out_dir: str | Path) -> dict[str, Path]:
     """Write report.html (figures embedded) and report.md (figures next to it) into out_dir."""
     out_dir = Path(out_dir)
-    fig_dir = out_dir / "figures"
+    fig_dir = out_dir / store.FIGURES
     sections = []
     for result in results:
         claim = result.claim
@@ -180,7 +180,7 @@ def build_claims_report(results: list, out_dir: str | Path) -> dict[str, Path]:
                 if "wall_time_s" in result.table
                 else 0.0,
                 "figure_uri": _data_uri(fig) if fig else None,
-                "figure_file": f"figures/{fig.name}" if fig else None,
+                "figure_file": f"{store.FIGURES}/{fig.name}" if fig else None,
             }
         )
     counts = {v: sum(s["verdict"] == v for s in sections) for v in COLOURS}
@@ -194,13 +194,13 @@ def build_claims_report(results: list, out_dir: str | Path) -> dict[str, Path]:
     env = _environment(autoescape=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     store.write_text_atomic(
-        out_dir / "report.html", env.get_template("claims.html.j2").render(**context)
+        out_dir / store.REPORT_HTML, env.get_template("claims.html.j2").render(**context)
     )
     store.write_text_atomic(
-        out_dir / "report.md",
+        out_dir / store.REPORT_MD,
         _environment(autoescape=False).get_template("claims.md.j2").render(**context),
     )
-    return {"html": out_dir / "report.html", "md": out_dir / "report.md"}
+    return {"html": out_dir / store.REPORT_HTML, "md": out_dir / store.REPORT_MD}
 
 
 def _environment(autoescape: bool) -> Environment:

@@ -13,7 +13,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from keras_ablate import store
 from keras_ablate.analysis import baselines, effects
-from keras_ablate.analysis.aggregate import Tables, load, read_info
+from keras_ablate.analysis.aggregate import Tables, load
 from keras_ablate.report import instrument_plots, plots, sections
 from keras_ablate.report.tuning_section import tuning_section
 
@@ -193,8 +193,8 @@ def build_report(exp_dir: str | Path, info: dict | None = None) -> dict:
     exp_dir = Path(exp_dir)
     info = _experiment_info(exp_dir) if info is None else info
     tables = load(exp_dir, run_ids=info.get("run_ids"), info=info)
-    tables.save(exp_dir / "tables")
-    figures = make_figures(tables, exp_dir / "figures")
+    tables.save(exp_dir / store.TABLES)
+    figures = make_figures(tables, exp_dir / store.FIGURES)
     table = run_table(tables)
     counts = sections.status_counts(tables)
     main = effects.main_effects(tables)
@@ -221,17 +221,17 @@ def build_report(exp_dir: str | Path, info: dict | None = None) -> dict:
         if not tables.runs.empty
         else 0.0,
         # keras-tuner searches under tuning/<arm>/ (empty list when nothing was tuned).
-        "tuning": tuning_section(exp_dir, exp_dir / "figures"),
+        "tuning": tuning_section(exp_dir, exp_dir / store.FIGURES),
     }
     context["environment"] = sections.environment(exp_dir, tables, time.time() - started)
     env = _environment()
     html = env.get_template("report.html.j2").render(**context)
-    md = env.get_template("report.md.j2").render(**context, figure_dir="figures")
-    store.write_text_atomic(exp_dir / "report.html", html)
-    store.write_text_atomic(exp_dir / "report.md", md)
+    md = env.get_template("report.md.j2").render(**context, figure_dir=store.FIGURES)
+    store.write_text_atomic(exp_dir / store.REPORT_HTML, html)
+    store.write_text_atomic(exp_dir / store.REPORT_MD, md)
     return {
-        "html": exp_dir / "report.html",
-        "md": exp_dir / "report.md",
+        "html": exp_dir / store.REPORT_HTML,
+        "md": exp_dir / store.REPORT_MD,
         "seconds": time.time() - started,
         "unreadable": tables.unreadable,
         "unplanned": tables.unplanned,
@@ -239,7 +239,7 @@ def build_report(exp_dir: str | Path, info: dict | None = None) -> dict:
 
 
 def _experiment_info(exp_dir: Path) -> dict:
-    info = read_info(exp_dir)
+    info = store.read_experiment(exp_dir)
     run_ids = info.get("run_ids")
     if run_ids is not None and not (
         isinstance(run_ids, list) and all(isinstance(r, str) for r in run_ids)

@@ -294,7 +294,7 @@ def environment(exp_dir: Path, tables: Tables, build_seconds: float) -> dict:
         )
     times = [
         (p / "summary.json").stat().st_mtime
-        for p in (exp_dir / "runs").glob("*/")
+        for p in (exp_dir / store.RUNS).glob("*/")
         if not p.name.startswith(".") and (p / "summary.json").exists()
     ]
     if len(times) > 1:
