@@ -28,12 +28,13 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from keras_ablate.analysis.stats import mean_interval, paired_interval, welch_interval
 from keras_ablate.errors import ConfigError
 from keras_ablate.scoring import higher_is_better
+from keras_ablate.store import DONE_STATUSES
 
 VERDICTS = ("supported", "contradicted", "inconclusive")
 TRANSFORMS = ("none", "log10", "abs_log10", "negate")
-FINISHED = ("ok", "diverged")
 
 # ---------------------------------------------------------------------------------------------
 # Rule schema.
@@ -226,13 +227,13 @@ def group_values(runs: pd.DataFrame, where: dict, leaf: _Leaf, label: str) -> Gr
     status = rows["status"] if "status" in rows.columns else pd.Series("ok", index=rows.index)
     group.n_failed = int((status == "failed").sum())
     group.n_missing = int((status == "missing").sum())
-    finished = rows[status.isin(FINISHED)]
+    finished = rows[status.isin(DONE_STATUSES)]
     group.n_finished = len(finished)
     group.n_diverged = int((finished["status"] == "diverged").sum()) if "status" in finished else 0
     if leaf.metric not in runs.columns:
         return group
     # The stand-in for a diverged run: the worst finite value among the experiment's finished runs.
-    every_finished = runs[runs["status"].isin(FINISHED)] if "status" in runs.columns else runs
+    every_finished = runs[runs["status"].isin(DONE_STATUSES)] if "status" in runs.columns else runs
     all_values = _transform(
         pd.to_numeric(every_finished[leaf.metric], errors="coerce").to_numpy(float), leaf.transform
     )
@@ -265,38 +266,8 @@ def group_values(runs: pd.DataFrame, where: dict, leaf: _Leaf, label: str) -> Gr
     group.values, group.seeds = values, seeds
     if values:
         group.mean = float(np.mean(values))
-        group.ci = mean_ci(values, leaf.confidence)
+        group.ci = mean_interval(values, leaf.confidence)
     return group
-
-
-def mean_ci(values: list[float], confidence: float = 0.95) -> tuple[float, float]:
-    """Student-t interval of a mean; zero width when all values are equal."""
-    from scipy import stats
-
-    x = np.asarray(values, float)
-    if len(x) < 2:
-        return (math.nan, math.nan)
-    half = stats.t.ppf(0.5 + confidence / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
-    return (float(x.mean() - half), float(x.mean() + half))
-
-
-def welch_ci(
-    a: list[float], b: list[float], confidence: float = 0.95
-) -> tuple[float, tuple[float, float]]:
-    """Difference mean(a) - mean(b) and its Welch t interval."""
-    from scipy import stats
-
-    xa, xb = np.asarray(a, float), np.asarray(b, float)
-    diff = float(xa.mean() - xb.mean())
-    va, vb = xa.var(ddof=1) / len(xa), xb.var(ddof=1) / len(xb)
-    se = math.sqrt(va + vb)
-    if se == 0:
-        return diff, (diff, diff)
-    dof = (va + vb) ** 2 / (
-        (va**2 / (len(xa) - 1) if va else 0) + (vb**2 / (len(xb) - 1) if vb else 0)
-    )
-    half = stats.t.ppf(0.5 + confidence / 2, dof) * se
-    return diff, (diff - half, diff + half)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -362,11 +333,10 @@ def evaluate(rule: Rule, runs: pd.DataFrame) -> Verdict:
                 groups=[ga, gb],
                 **base,
             )
-        diff = float(np.mean(differences))
-        lo, hi = mean_ci(differences, leaf.confidence)
+        diff, lo, hi = paired_interval(differences, leaf.confidence)
         interval = f"A-B = {diff:.4g}, {leaf.confidence:.0%} paired t CI [{lo:.4g}, {hi:.4g}] ({len(differences)} seed pairs)"
     else:
-        diff, (lo, hi) = welch_ci(ga.values, gb.values, leaf.confidence)
+        diff, lo, hi = welch_interval(ga.values, gb.values, leaf.confidence)
         interval = f"A-B = {diff:.4g}, {leaf.confidence:.0%} Welch CI [{lo:.4g}, {hi:.4g}] (n={len(ga.values)}, {len(gb.values)})"
     if kind == "compare":
         verdict = _side(lo, hi, leaf.margin, leaf.direction == "greater")

@@ -21,7 +21,7 @@ MAX_LEGEND = 12
 
 
 def probe_table(tables, name: str) -> pd.DataFrame | None:
-    """A probe table (timesteps, depth, units, weights) of aggregate.Tables, run_id as plain strings."""
+    """A probe table (timesteps, depth, units, weights) of analysis.tables.Tables, run_id as plain strings."""
     frame = getattr(tables, name, None)
     if frame is None:
         frame = (getattr(tables, "extra", None) or {}).get(name)

@@ -19,8 +19,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from keras_ablate.analysis import effects  # noqa: E402
-from keras_ablate.analysis.aggregate import Tables  # noqa: E402
+from keras_ablate.analysis import effects, stats  # noqa: E402
+from keras_ablate.analysis.tables import Tables  # noqa: E402
 
 # Axes that read best as line colour, then as columns, then as rows of panels.
 PREFERRED = ("architecture", "activation", "normalization", "clip")
@@ -66,7 +66,7 @@ def _mean_band(data: pd.DataFrame, keys: list[str], x: str) -> pd.DataFrame:
     """Mean and band of `value` per keys + x: the 95 % t interval over the runs in each group,
     or the runs' min-max range where the group has fewer than MIN_RUNS_FOR_T_BAND runs."""
     by = [*keys, x]
-    out = effects.mean_ci(data, by, ["value"]).drop(columns="metric")
+    out = stats.group_intervals(data, by, ["value"]).drop(columns="metric")
     spread = (
         data.groupby(by, observed=True)["value"].agg(["min", "max"]).reset_index()
         if by
@@ -242,7 +242,7 @@ def _heatmap(tables: Tables, value: str, title: str, fmt: str, cmap: str):
     if value == "divergence_rate":
         cells = effects.counts(runs, keys).rename(columns={"divergence_rate": "cell"})
     else:
-        cells = effects.mean_ci(runs, keys, [value]).rename(columns={"mean": "cell"})
+        cells = stats.group_intervals(runs, keys, [value]).rename(columns={"mean": "cell"})
     cols, rows = _levels(tables, col), _levels(tables, row)
     y_levels = tables.levels[y_axis]
     x_levels = tables.levels[x_axis] if x_axis else [None]

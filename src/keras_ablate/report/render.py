@@ -13,7 +13,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from keras_ablate import store
 from keras_ablate.analysis import baselines, effects
-from keras_ablate.analysis.aggregate import Tables, load
+from keras_ablate.analysis.tables import Tables, load
 from keras_ablate.report import instrument_plots, plots, sections
 from keras_ablate.report.tuning_section import tuning_section
 

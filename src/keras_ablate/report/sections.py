@@ -14,8 +14,7 @@ import pandas as pd
 
 from keras_ablate import store
 from keras_ablate.analysis import baselines, effects
-from keras_ablate.analysis.aggregate import Tables
-from keras_ablate.analysis.metrics import DERIVED
+from keras_ablate.analysis.tables import STATUSES, Tables
 
 TOP = 5  # best configurations and largest effects shown in the summary
 CONFIG_METRICS = (
@@ -52,7 +51,7 @@ def status_counts(tables: Tables) -> dict[str, int]:
     """ok / diverged / failed / unreadable (a damaged folder) / missing (planned, no folder yet)."""
     runs = tables.runs
     out = (
-        {s: int((runs["status"].astype(str) == s).sum()) for s in ("ok", "diverged", "failed")}
+        {s: int((runs["status"].astype(str) == s).sum()) for s in STATUSES}
         if len(runs)
         else {}
     )
@@ -62,7 +61,7 @@ def status_counts(tables: Tables) -> dict[str, int]:
         present = set(runs["run_id"].astype(str)) if len(runs) else set()
         accounted = present | set(tables.unreadable)
         out["missing"] = sum(1 for run_id in planned if run_id not in accounted)
-    return {k: v for k, v in out.items() if v or k in ("ok", "diverged", "failed")}
+    return {k: v for k, v in out.items() if v or k in STATUSES}
 
 
 def summary(tables: Tables, main: pd.DataFrame, configs: pd.DataFrame) -> dict:
@@ -251,10 +250,6 @@ def config_table(tables: Tables, configs: pd.DataFrame) -> dict:
         "columns": columns,
         "rows": [{c: row.get(c, "–") for c in columns} for row in wide.values()],
     }
-
-
-def derived_glossary() -> list[str]:
-    return list(DERIVED)
 
 
 def environment(exp_dir: Path, tables: Tables, build_seconds: float) -> dict:

@@ -1,4 +1,8 @@
-"""Read every run folder of an experiment into tidy pandas frames (works on partial results)."""
+"""Read every run folder of an experiment into tidy pandas frames (works on partial results).
+
+`load(dir)` is the entry point of the analysis: its `runs` frame carries every per-run derived
+metric (analysis.metrics), the probe instruments' included.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,10 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from keras_ablate import scoring, store
+from keras_ablate.analysis import metrics
 
-# Run folder tables with their own loader; any other <name>.parquet is concatenated as is.
-_KNOWN_TABLES = ("history", "steps")
-STATUSES = ("ok", "diverged", "failed")
+# The order of the status levels in `runs` (any other status recorded follows them).
+STATUSES = (*store.DONE_STATUSES, "failed")
 
 
 @dataclass
@@ -23,7 +27,9 @@ class Tables:
     runs: one row per run: run_id, every setting as a column (dataset options as
         `dataset.<option>`), seed, status, diverged_step, summary numbers, final/... and
         best/... of every history metric, baseline/... (chance and majority-class accuracy,
-        analysis.baselines), and the derived metrics of analysis.metrics.
+        analysis.baselines), and every derived per-run metric (analysis.metrics.GLOSSARY):
+        score, targets, gradient stability, values at the first step, after the first epoch
+        and at the end, and the probe instruments at initialization and at the end.
     history: run_id, epoch, metric, value (long; run_id and metric categorical).
     steps: run_id, step, quantity, layer, value (long, value float32). A per-layer column
         `grad/norm/rnn_0` becomes quantity `grad/norm`, layer `rnn_0`; whole-model
@@ -76,7 +82,7 @@ def load(
     run_ids: list[str] | None = None,
     info: dict | None = None,
 ) -> Tables:
-    """Load an experiment folder (results/<experiment>); with `derive`, add the derived metrics.
+    """Load an experiment folder (results/<experiment>); with `derive`, add every derived metric.
 
     Args:
         run_ids: the plan. Only these runs are loaded; other runs in the folder (an older plan,
@@ -96,6 +102,8 @@ def load(
     readable, unreadable = store.scan_runs(exp_dir)
     wanted = None if run_ids is None else set(run_ids)
     unplanned = []
+    # Per-run metrics read from a run's own tables as they were written (analysis.metrics).
+    records: dict[str, dict] = {}
     planned_axes = info.get("axes") if wanted is not None else None
     for path, spec, summary in readable:
         run_id = spec["run_id"]
@@ -105,10 +113,12 @@ def load(
             continue
         try:
             row = _run_row(spec, summary)
-            tables = _read_run_tables(path, history, steps)
+            tables, raw = _read_run_tables(path, history, steps)
         except Exception as exc:  # noqa: BLE001 - damaged bytes raise many pyarrow/numpy types
             unreadable[path.name] = f"{type(exc).__name__}: {store.error_text(exc)}"
             continue
+        if derive:
+            records[run_id] = metrics.record_metrics(summary, raw)
         position = plan.get(run_id, len(plan))
         # With a plan, its axes are the factors; a run's spec.json names the axes of the plan
         # that wrote it, which may be an older one (same settings, same run id).
@@ -159,9 +169,7 @@ def load(
             tables.extra[name] = frame
     blank_diverged(tables)
     if derive:
-        from keras_ablate.analysis.metrics import add_derived
-
-        add_derived(tables)
+        metrics.add_derived(tables, records)
     return tables
 
 
@@ -220,12 +228,17 @@ def blank_diverged(tables: Tables) -> None:
         runs.loc[(run_ids == str(run_id)).to_numpy(), column] = best
 
 
-def _read_run_tables(path: Path, history: _LongBuilder, steps: _LongBuilder) -> list[tuple]:
+def _read_run_tables(
+    path: Path, history: _LongBuilder, steps: _LongBuilder
+) -> tuple[list[tuple], dict[str, pd.DataFrame]]:
     """Every table of one run, read and converted, so that a damaged one raises before any
-    part of this run joins the frames."""
-    out = []
+    part of this run joins the frames; and the run's own tables as written, by name (the wide
+    tables analysis.metrics.record_metrics reads)."""
+    out, raw = [], {}
     for name in _table_names(path):
         table = pq.read_table(path / f"{name}.parquet")
+        if name in metrics.RECORD_TABLES:
+            raw[name] = table.to_pandas()
         if name == "history":
             out.append((name, history.convert(table, np.float64)))
         elif name == "steps":
@@ -233,7 +246,7 @@ def _read_run_tables(path: Path, history: _LongBuilder, steps: _LongBuilder) -> 
             out.append((name, steps.convert(table, np.float32)))
         elif table.num_rows:
             out.append((name, table.to_pandas()))
-    return out
+    return out, raw
 
 
 def _table_names(path: Path) -> list[str]:
