@@ -11,8 +11,9 @@ import pytest
 
 from keras_ablate import scoring, store
 from keras_ablate.analysis import effects, load
-from keras_ablate.analysis.claim_metrics import claim_table
-from keras_ablate.analysis.claims import evaluate, parse_rule
+from keras_ablate.claims.evaluation import evaluate
+from keras_ablate.claims.rules import parse_rule
+from keras_ablate.claims.running import claim_table
 from keras_ablate.config import RunSpec
 from keras_ablate.report import sections
 from keras_ablate.report.tuning_section import objective_figure

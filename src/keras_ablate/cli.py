@@ -376,7 +376,7 @@ def cmd_tune(args) -> int:
 
 
 def cmd_claims(args) -> int:
-    from keras_ablate.claims import parse_overrides, run_claims
+    from keras_ablate.claims.running import parse_overrides, run_claims
 
     results, paths = run_claims(
         args.experiments_dir,

@@ -196,7 +196,7 @@ class TuneSection(BaseModel):
 
 
 class ClaimSection(BaseModel):
-    """The `claim:` section: a statement tested by this experiment (rule checked in analysis/claims.py)."""
+    """The `claim:` section: a statement tested by this experiment (rules in claims/rules.py)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -206,7 +206,7 @@ class ClaimSection(BaseModel):
         default_factory=list, description="per-run columns the rule reads (for the report)"
     )
     rule: dict[str, Any] = Field(
-        description="compare | threshold | equivalent | all | any (analysis/claims.py)"
+        description="compare | threshold | equivalent | all | any (claims/rules.py)"
     )
     notes: str = Field("", description="what the rule cannot say, or where the claim is imprecise")
     revised: str | None = Field(

@@ -50,11 +50,7 @@ def label(record: dict, axes: list[str]) -> str:
 def status_counts(tables: Tables) -> dict[str, int]:
     """ok / diverged / failed / unreadable (a damaged folder) / missing (planned, no folder yet)."""
     runs = tables.runs
-    out = (
-        {s: int((runs["status"].astype(str) == s).sum()) for s in STATUSES}
-        if len(runs)
-        else {}
-    )
+    out = {s: int((runs["status"].astype(str) == s).sum()) for s in STATUSES} if len(runs) else {}
     planned = tables.info.get("run_ids") or []
     out["unreadable"] = len(tables.unreadable)
     if planned:

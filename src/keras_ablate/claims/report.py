@@ -18,7 +18,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape  # noqa: E402
 
 from keras_ablate import store  # noqa: E402
 from keras_ablate.analysis import baselines  # noqa: E402
-from keras_ablate.analysis.claims import select  # noqa: E402
+from keras_ablate.claims.evaluation import select  # noqa: E402
 
 COLOURS = {"supported": "#1a7f37", "contradicted": "#cf222e", "inconclusive": "#9a6700"}
 GROUP_COLOURS = ("#0969da", "#bc4c00", "#8250df")
