@@ -16,7 +16,7 @@ from keras_ablate.claims.rules import parse_rule
 from keras_ablate.claims.running import claim_table
 from keras_ablate.config import RunSpec
 from keras_ablate.report import sections
-from keras_ablate.report.tuning_section import objective_figure
+from keras_ablate.tuning.report import objective_figure
 
 # ---------------------------------------------------------------------------------------------
 # Which epochs a diverged run keeps.

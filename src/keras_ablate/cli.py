@@ -369,7 +369,7 @@ def cmd_tune(args) -> int:
     space = search_space(exp)
     arms = select_arms(specs, args.arm)
     # TensorFlow is imported only now, once the file is known to be valid.
-    from keras_ablate.tuning import tune_arms
+    from keras_ablate.tuning.search import tune_arms
 
     role = "chief" if args.chief else args.worker
     return tune_arms(exp, space, arms, args.results_dir, role=role, oracle=args.oracle)

@@ -174,12 +174,14 @@ class ResourcesSection(BaseModel):
 
 
 class TuneSection(BaseModel):
-    """The `tune:` section: search nuisance settings per arm with keras-tuner (tuning_config.py, tuning.py)."""
+    """The `tune:` section: search nuisance settings per arm with keras-tuner (config/tuning.py, tuning/)."""
 
     model_config = ConfigDict(extra="forbid")
 
     tuner: Literal["random", "bayesian", "hyperband", "grid"] = "random"
-    objective: str = Field("val_loss", description="a name in keras_ablate.objectives.OBJECTIVES")
+    objective: str = Field(
+        "val_loss", description="a name in keras_ablate.tuning.objectives.OBJECTIVES"
+    )
     max_trials: int | None = Field(
         None, ge=1, description="trials per arm (random/bayesian: 10; grid: all points)"
     )

@@ -66,7 +66,7 @@ def search_space(exp: Experiment, loc: Locator | None = None) -> dict[str, Searc
     Raises:
         ConfigError: naming the file, line and key, with the valid choices.
     """
-    from keras_ablate.objectives import OBJECTIVES
+    from keras_ablate.tuning.objectives import OBJECTIVES
 
     loc = loc or Locator("<experiment>", "")
     tune = exp.tune

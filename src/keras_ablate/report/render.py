@@ -15,7 +15,7 @@ from keras_ablate import store
 from keras_ablate.analysis import baselines, effects
 from keras_ablate.analysis.tables import Tables, load
 from keras_ablate.report import instrument_plots, plots, sections
-from keras_ablate.report.tuning_section import tuning_section
+from keras_ablate.tuning.report import tuning_section
 
 
 @dataclass

@@ -21,10 +21,10 @@ from keras_ablate.config.schema import Experiment, RunSettings
 from keras_ablate.config.tuning import Arm, SearchDim, tuning_root
 from keras_ablate.data import load_dataset
 from keras_ablate.errors import ConfigError, UserError
-from keras_ablate.objectives import Objective, get_objective, last_value
 from keras_ablate.scoring import blank_history
 from keras_ablate.training.loop import build_instrumented, fit_data, history_frame
 from keras_ablate.training.step import StopOnDivergence
+from keras_ablate.tuning.objectives import Objective, get_objective, last_value
 
 KT_PROJECT = "keras_tuner"
 # Diverged trials are marked failed (never best); a run of them is a result, so never abort the search.
