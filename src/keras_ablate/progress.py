@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from keras_ablate import store
+from keras_ablate.phases import format_phases
 
 # The runner rewrites progress.json this often even while a long run trains.
 HEARTBEAT_SECONDS = 5.0
@@ -172,14 +173,6 @@ def eta_seconds(
     if mean_wall_time_s:
         return remaining * mean_wall_time_s / max(1, int(progress.get("workers", 1)))
     return None
-
-
-def format_phases(phases: dict) -> str:
-    """'build 1.2 s, compile 20.3 s, ...' from {'build_s': 1.2, ...} (summed run timings)."""
-    return ", ".join(
-        f"{name.removesuffix('_s').replace('_', ' ')} {seconds:.1f} s"
-        for name, seconds in phases.items()
-    )
 
 
 def format_status(status: dict) -> str:

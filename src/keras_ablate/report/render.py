@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from jinja2 import Environment, PackageLoader, select_autoescape
 
 from keras_ablate import store
 from keras_ablate.analysis import baselines, effects
 from keras_ablate.analysis.tables import Tables, load
 from keras_ablate.report import instrument_plots, plots, sections
+from keras_ablate.report.templating import environment
 from keras_ablate.tuning.report import tuning_section
 
 
@@ -27,23 +27,6 @@ class Figure:
 
     def data_uri(self) -> str:
         return "data:image/png;base64," + base64.b64encode(self.path.read_bytes()).decode("ascii")
-
-
-def _environment() -> Environment:
-    env = Environment(
-        loader=PackageLoader("keras_ablate.report", "templates"),
-        autoescape=select_autoescape(["html", "j2"], default_for_string=True, default=True),
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["fmt"] = _fmt
-    env.filters["md"] = _markdown_cell
-    return env
-
-
-def _markdown_cell(value) -> str:
-    """Keep a user string inside one Markdown table cell: no pipes or line breaks."""
-    return str(value).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
 def _fmt(value) -> str:
@@ -224,9 +207,12 @@ def build_report(exp_dir: str | Path, info: dict | None = None) -> dict:
         "tuning": tuning_section(exp_dir, exp_dir / store.FIGURES),
     }
     context["environment"] = sections.environment(exp_dir, tables, time.time() - started)
-    env = _environment()
-    html = env.get_template("report.html.j2").render(**context)
-    md = env.get_template("report.md.j2").render(**context, figure_dir=store.FIGURES)
+    html = environment("html", {"fmt": _fmt}).get_template("report.html.j2").render(**context)
+    md = (
+        environment("markdown", {"fmt": _fmt})
+        .get_template("report.md.j2")
+        .render(**context, figure_dir=store.FIGURES)
+    )
     store.write_text_atomic(exp_dir / store.REPORT_HTML, html)
     store.write_text_atomic(exp_dir / store.REPORT_MD, md)
     return {

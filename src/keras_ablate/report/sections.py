@@ -15,6 +15,7 @@ import pandas as pd
 from keras_ablate import store
 from keras_ablate.analysis import baselines, effects
 from keras_ablate.analysis.tables import STATUSES, Tables
+from keras_ablate.phases import format_phases
 
 TOP = 5  # best configurations and largest effects shown in the summary
 CONFIG_METRICS = (
@@ -279,10 +280,7 @@ def environment(exp_dir: Path, tables: Tables, build_seconds: float) -> dict:
         if c.startswith("timing/")
     }
     if phases:
-        out["time by phase, sum over runs"] = ", ".join(
-            f"{name.removesuffix('_s').replace('_', ' ')} {seconds:.1f} s"
-            for name, seconds in phases.items()
-        )
+        out["time by phase, sum over runs"] = format_phases(phases)
     times = [
         (p / "summary.json").stat().st_mtime
         for p in (exp_dir / store.RUNS).glob("*/")
