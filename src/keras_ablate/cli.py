@@ -1,4 +1,9 @@
-"""Command line: plan, run, report (TensorFlow is imported only by commands that train)."""
+"""Command line: plan, run, status, report, tune and claims.
+
+plan, status and report never import TensorFlow; run, tune and claims import it once their
+input is known to be valid. Each command imports the stage it needs when it runs, so
+`keras-ablate --help` imports none of them.
+"""
 
 from __future__ import annotations
 
@@ -28,13 +33,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    def add_file(p, help_text="experiment YAML file"):
-        p.add_argument("file", help=help_text)
+    def add_results_dir(p):
         p.add_argument(
             "--results-dir",
             default=DEFAULT_RESULTS,
             help="root folder for results (default: results)",
         )
+
+    def add_file(p):
+        p.add_argument("file", help="experiment YAML file")
+        add_results_dir(p)
+
+    def add_target(p):
+        p.add_argument("target", help="experiment YAML file or results/<experiment> folder")
+        add_results_dir(p)
 
     p = sub.add_parser("plan", help="expand a grid and list its runs (no training, no TensorFlow)")
     add_file(p)
@@ -85,17 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
         "status",
         help="done / diverged / failed / missing runs of a grid, and the ETA while it runs",
     )
-    p.add_argument("target", help="experiment YAML file or results/<experiment> folder")
-    p.add_argument(
-        "--results-dir", default=DEFAULT_RESULTS, help="root folder for results (default: results)"
-    )
+    add_target(p)
     p.add_argument("--json", action="store_true", help="print the status as JSON")
 
     p = sub.add_parser("report", help="build report.html and report.md for an experiment")
-    p.add_argument("target", help="experiment YAML file or results/<experiment> folder")
-    p.add_argument(
-        "--results-dir", default=DEFAULT_RESULTS, help="root folder for results (default: results)"
-    )
+    add_target(p)
 
     p = sub.add_parser(
         "tune", help="search the tune: section's settings per arm with keras-tuner (resumable)"
@@ -142,9 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="experiments",
         help="folder of claim_*.yaml (default: experiments)",
     )
-    p.add_argument(
-        "--results-dir", default=DEFAULT_RESULTS, help="root folder for results (default: results)"
-    )
+    add_results_dir(p)
     p.add_argument(
         "--workers",
         type=int,
