@@ -62,7 +62,7 @@ def test_grad_log_std_is_the_sample_std_of_log_norms_over_the_last_epoch():
 
 
 def test_best_trial_never_picks_a_diverged_or_nan_trial():
-    from keras_ablate.tuning.search import best_trial
+    from keras_ablate.tuning.trials import best_trial
 
     table = pd.DataFrame(
         {

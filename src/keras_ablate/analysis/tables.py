@@ -15,6 +15,7 @@ import pyarrow.parquet as pq
 
 from keras_ablate import scoring, store
 from keras_ablate.analysis import metrics
+from keras_ablate.analysis.long_tables import LongBuilder, split_layers
 
 # The order of the status levels in `runs` (any other status recorded follows them).
 STATUSES = (*store.DONE_STATUSES, "failed")
@@ -95,7 +96,7 @@ def load(
     exp_dir = Path(results_dir)
     info = store.read_experiment(exp_dir) if info is None else dict(info)
     rows = []
-    history, steps = _LongBuilder("epoch", "metric"), _LongBuilder("step", "name")
+    history, steps = LongBuilder("epoch", "metric"), LongBuilder("step", "name")
     others: dict[str, list[pd.DataFrame]] = {}
     plan = {run_id: i for i, run_id in enumerate(info.get("run_ids", []))}
     first_seen: dict[str, dict] = {}  # axis -> level -> earliest plan position
@@ -153,7 +154,7 @@ def load(
     tables = Tables(
         runs=runs,
         history=history.frame("run_id", loaded, "metric"),
-        steps=_split_layers(steps.frame("run_id", loaded, "name")),
+        steps=split_layers(steps.frame("run_id", loaded, "name")),
         axes=axes,
         levels=levels,
         info=info,
@@ -229,7 +230,7 @@ def blank_diverged(tables: Tables) -> None:
 
 
 def _read_run_tables(
-    path: Path, history: _LongBuilder, steps: _LongBuilder
+    path: Path, history: LongBuilder, steps: LongBuilder
 ) -> tuple[list[tuple], dict[str, pd.DataFrame]]:
     """Every table of one run, read and converted, so that a damaged one raises before any
     part of this run joins the frames; and the run's own tables as written, by name (the wide
@@ -251,97 +252,6 @@ def _read_run_tables(
 
 def _table_names(path: Path) -> list[str]:
     return sorted(p.name[: -len(".parquet")] for p in path.iterdir() if p.name.endswith(".parquet"))
-
-
-class _LongBuilder:
-    """Turns wide per-run tables into one long table with integer codes, one numpy step per run."""
-
-    def __init__(self, index: str, name: str):
-        self.index, self.name = index, name
-        self.codes: dict[str, int] = {}
-        self.parts: list[tuple[np.ndarray, ...]] = []
-
-    def convert(self, table, dtype) -> tuple | None:
-        """(columns, index, values) of a wide table, or None when it holds nothing to add."""
-        columns = [c for c in table.column_names if c != self.index]
-        if not table.num_rows or not columns or self.index not in table.column_names:
-            return None
-        index = table.column(self.index).to_numpy().astype(np.int32)
-        values = np.column_stack(
-            [
-                table.column(c).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
-                for c in columns
-            ]
-        )
-        return columns, index, values
-
-    def add(self, run_code: int, converted: tuple | None) -> None:
-        if converted is None:
-            return
-        columns, index, values = converted
-        codes = np.array(
-            [self.codes.setdefault(c, len(self.codes)) for c in columns], dtype=np.int32
-        )
-        n, q = values.shape
-        self.parts.append(
-            (
-                np.full(n * q, run_code, np.int32),
-                np.repeat(index, q),
-                np.tile(codes, n),
-                values.ravel(),
-            )
-        )
-
-    def frame(self, run_col: str, run_ids: list[str], name_col: str) -> pd.DataFrame:
-        names = list(self.codes)
-        if not self.parts:
-            return pd.DataFrame(
-                {
-                    run_col: pd.Categorical([], categories=run_ids),
-                    self.index: np.zeros(0, np.int32),
-                    name_col: pd.Categorical([], categories=names),
-                    "value": np.zeros(0),
-                }
-            )
-        runs, index, codes, values = (np.concatenate(p) for p in zip(*self.parts, strict=False))
-        return pd.DataFrame(
-            {
-                run_col: pd.Categorical.from_codes(runs, categories=run_ids),
-                self.index: index,
-                name_col: pd.Categorical.from_codes(codes, categories=names),
-                "value": values,
-            }
-        )
-
-
-def split_name(name: str) -> tuple[str, str]:
-    """'grad/norm/rnn_0' -> ('grad/norm', 'rnn_0'); 'grad/global_norm' -> ('grad/global_norm', '')."""
-    parts = name.split("/")
-    return ("/".join(parts[:-1]), parts[-1]) if len(parts) >= 3 else (name, "")
-
-
-def _split_layers(steps: pd.DataFrame) -> pd.DataFrame:
-    """Replace the wide column name by (quantity, layer), mapping codes rather than rows."""
-    names = steps["name"].cat.categories
-    pairs = [split_name(n) for n in names]
-    quantities = list(dict.fromkeys(q for q, _ in pairs))
-    layers = list(dict.fromkeys(["", *(lay for _, lay in pairs)]))
-    q_codes = np.array([quantities.index(q) for q, _ in pairs], dtype=np.int32)
-    l_codes = np.array([layers.index(lay) for _, lay in pairs], dtype=np.int32)
-    codes = steps["name"].cat.codes.to_numpy()
-    return pd.DataFrame(
-        {
-            "run_id": steps["run_id"],
-            "step": steps["step"],
-            "quantity": pd.Categorical.from_codes(
-                q_codes[codes] if len(codes) else codes, categories=quantities
-            ),
-            "layer": pd.Categorical.from_codes(
-                l_codes[codes] if len(codes) else codes, categories=layers
-            ),
-            "value": steps["value"],
-        }
-    )
 
 
 def _cell(value):

@@ -13,7 +13,7 @@ import pandas as pd
 from keras_ablate import store
 from keras_ablate.analysis import baselines, effects
 from keras_ablate.analysis.tables import Tables, load
-from keras_ablate.report import instrument_plots, plots, sections
+from keras_ablate.report import heatmaps, instrument_plots, plots, sections
 from keras_ablate.report.templating import environment
 from keras_ablate.tuning.report import tuning_section
 
@@ -118,7 +118,7 @@ def make_figures(tables: Tables, fig_dir: Path) -> list[Figure]:
         (
             "heatmap_score",
             "Final metric by activation x normalization",
-            plots.heatmap_score,
+            heatmaps.heatmap_score,
             "Mean score (final comparison metric, diverged runs at the worst finished value) per cell, "
             "panels by architecture and clip. Look for a row or column that is better everywhere (a main "
             "effect) and for cells that break the pattern (an interaction).",
@@ -126,7 +126,7 @@ def make_figures(tables: Tables, fig_dir: Path) -> list[Figure]:
         (
             "heatmap_divergence",
             "Divergence rate by activation x normalization",
-            plots.heatmap_divergence,
+            heatmaps.heatmap_divergence,
             "Fraction of finished runs that diverged per cell (0 = never, 1 = always). Look for the cells "
             "that explode and whether clipping (the panels) removes them.",
         ),
