@@ -215,3 +215,19 @@ def test_modules_stay_under_400_lines_or_say_why_at_the_top():
         if lines > MAX_LINES and REASON not in docstring:
             too_long.append(f"{name}: {lines} lines")
     assert too_long == [], f"split these or write '{REASON} ...' in their docstring"
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["status", "{folder}"]])
+def test_help_and_status_import_no_tensorflow(argv, tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "runs").mkdir()
+    argv = [a.format(folder=tmp_path) for a in argv]
+    code = (
+        "import sys\nfrom keras_ablate.cli import main\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit:\n    pass\n"
+        "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules, 'imported TF'"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
