@@ -10,6 +10,7 @@ from scipy import stats
 
 from keras_ablate import store
 from keras_ablate.analysis import effects, load, simulate
+from keras_ablate.analysis import stats as analysis_stats
 from keras_ablate.config import RunSpec
 
 
@@ -191,7 +192,7 @@ def test_partial_folder_loads_without_experiment_json(tmp_path):
 
 def test_t_interval_matches_scipy_and_constant_metric_has_zero_width():
     frame = pd.DataFrame({"g": ["a"] * 4 + ["b"] * 3, "x": [1.0, 2.0, 4.0, 7.0, 3.0, 3.0, 3.0]})
-    out = effects.mean_ci(frame, ["g"], ["x"]).set_index("g")
+    out = analysis_stats.group_intervals(frame, ["g"], ["x"]).set_index("g")
     low, high = stats.t.interval(0.95, 3, loc=3.5, scale=stats.sem([1, 2, 4, 7]))
     assert out.loc["a", "ci_low"] == pytest.approx(low) and out.loc[
         "a", "ci_high"
@@ -200,7 +201,7 @@ def test_t_interval_matches_scipy_and_constant_metric_has_zero_width():
 
 
 def test_single_run_has_no_interval():
-    out = effects.mean_ci(pd.DataFrame({"g": ["a"], "x": [1.0]}), ["g"], ["x"])
+    out = analysis_stats.group_intervals(pd.DataFrame({"g": ["a"], "x": [1.0]}), ["g"], ["x"])
     assert out["n"].iloc[0] == 1 and np.isnan(out["ci_low"].iloc[0])
 
 

@@ -12,8 +12,9 @@ import time
 import pytest
 
 from keras_ablate import store
-from keras_ablate.config import MAX_SEED, load_experiment, parse_experiment, slug_of
+from keras_ablate.config import MAX_SEED, load_experiment, parse_experiment
 from keras_ablate.progress import ProgressFile
+from keras_ablate.store import slug_of
 from tests.test_yaml_input import VALID, _cli, _refused
 
 # ---- 6. seeds and plan size, checked when the file is read -------------------------------------

@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 
-from keras_ablate.analysis.claims import check_rule, evaluate, parse_rule
 from keras_ablate.claims import claim_files, load_claim, planned_levels, run_claims
+from keras_ablate.claims.evaluation import evaluate
+from keras_ablate.claims.rules import check_rule, parse_rule
 from keras_ablate.cli import main
 from keras_ablate.errors import ConfigError
 

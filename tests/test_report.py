@@ -78,6 +78,26 @@ def test_user_strings_are_escaped(synthetic):
     assert EVIL not in md
 
 
+def test_report_md_prints_apostrophes_and_quotes_as_they_are(synthetic):
+    # Markdown is not HTML: only what would start raw HTML is replaced (a tag's '<').
+    md = (synthetic / "report.md").read_text()
+    assert "the runs' min-max range" in md
+    assert "&#39;" not in md and "&#34;" not in md
+    assert "&lt;script>alert(1)&lt;/script>" in md  # the hostile name, neutralized
+
+
+def test_one_environment_factory_escapes_html_and_neutralizes_markdown():
+    from keras_ablate.report.templating import environment
+
+    text = 'runs\' <b>range</b> & "A < B" &amp;'
+    html = environment("html").from_string("{{ x }}").render(x=text)
+    md = environment("markdown").from_string("{{ x }}").render(x=text)
+    assert html == "runs&#39; &lt;b&gt;range&lt;/b&gt; &amp; &#34;A &lt; B&#34; &amp;amp;"
+    assert md == 'runs\' &lt;b>range&lt;/b> & "A < B" &amp;amp;'
+    with pytest.raises(ValueError, match="html"):
+        environment("latex")
+
+
 def test_markdown_links_figures_next_to_it(synthetic):
     md = (synthetic / "report.md").read_text()
     links = [line.split("](")[1].rstrip(")") for line in md.splitlines() if line.startswith("![")]

@@ -9,7 +9,8 @@ import pandas as pd
 
 from keras_ablate import store
 from keras_ablate.analysis import simulate
-from keras_ablate.cli import _write_experiment_info, main
+from keras_ablate.cli import main
+from keras_ablate.commands import _write_experiment_info
 from keras_ablate.config import load_experiment, parse_experiment
 from keras_ablate.report.render import build_report
 

@@ -18,8 +18,8 @@ import yaml
 
 from keras_ablate.cli import main
 from keras_ablate.config import load_experiment
-from keras_ablate.objectives import get_objective, grad_log_std
-from keras_ablate.tuning_config import arm_name
+from keras_ablate.config.tuning import arm_name
+from keras_ablate.tuning.objectives import get_objective, grad_log_std
 
 pytestmark = pytest.mark.slow
 
@@ -62,7 +62,7 @@ def test_grad_log_std_is_the_sample_std_of_log_norms_over_the_last_epoch():
 
 
 def test_best_trial_never_picks_a_diverged_or_nan_trial():
-    from keras_ablate.tuning import best_trial
+    from keras_ablate.tuning.trials import best_trial
 
     table = pd.DataFrame(
         {
@@ -233,7 +233,7 @@ def test_base_from_without_tuning_results_says_what_to_run(searched, capsys):
 
 
 def test_report_shows_a_tuning_section_per_arm(searched):
-    from keras_ablate.report.tuning_section import tuning_section
+    from keras_ablate.tuning.report import tuning_section
 
     root, _, _, exp_dir = searched
     sections = tuning_section(exp_dir, root / "figures")
@@ -300,11 +300,11 @@ def test_a_diverged_trial_is_never_best_even_when_its_metric_looks_better(write_
 def test_the_tuned_model_is_the_run_builders_model(tmp_path):
     import keras_tuner as kt
 
+    from keras_ablate.config.tuning import search_space, select_arms
     from keras_ablate.data import load_dataset
-    from keras_ablate.objectives import get_objective
     from keras_ablate.training.loop import build_instrumented
-    from keras_ablate.tuning import ArmHyperModel
-    from keras_ablate.tuning_config import search_space, select_arms
+    from keras_ablate.tuning.objectives import get_objective
+    from keras_ablate.tuning.search import ArmHyperModel
 
     path = tmp_path / "same.yaml"
     path.write_text(_experiment("same", grid="grid: {architecture: [lstm]}"))

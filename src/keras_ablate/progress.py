@@ -10,8 +10,8 @@ import time
 from pathlib import Path
 
 from keras_ablate import store
+from keras_ablate.phases import format_phases
 
-PROGRESS_FILE = "progress.json"
 # The runner rewrites progress.json this often even while a long run trains.
 HEARTBEAT_SECONDS = 5.0
 # A heartbeat older than this means the runner is gone (used when its pid cannot be checked).
@@ -22,7 +22,7 @@ class ProgressFile:
     """Written atomically by the runner on every start/finish and every HEARTBEAT_SECONDS."""
 
     def __init__(self, exp_dir: Path, total: int, executor: str, workers: int):
-        self.path = Path(exp_dir) / PROGRESS_FILE
+        self.path = Path(exp_dir) / store.PROGRESS_FILE
         self.state = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
@@ -75,7 +75,7 @@ class ProgressFile:
 
 def read_progress(exp_dir: Path) -> dict | None:
     try:
-        progress = json.loads((Path(exp_dir) / PROGRESS_FILE).read_text(encoding="utf-8"))
+        progress = json.loads((Path(exp_dir) / store.PROGRESS_FILE).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     return progress if isinstance(progress, dict) else None
@@ -118,7 +118,7 @@ def grid_status(exp_dir: Path, run_ids: list[str] | None = None) -> dict:
         else:
             status = "missing" if summary is None else summary["status"]
         counts["done" if status == "ok" else status if status in counts else "failed"] += 1
-        if summary is not None and status in ("ok", "diverged") and summary.get("wall_time_s"):
+        if summary is not None and status in store.DONE_STATUSES and summary.get("wall_time_s"):
             wall_times.append(float(summary["wall_time_s"]))
         if summary is not None and isinstance(summary.get("timing"), dict):
             for phase, seconds in summary["timing"].items():
@@ -173,14 +173,6 @@ def eta_seconds(
     if mean_wall_time_s:
         return remaining * mean_wall_time_s / max(1, int(progress.get("workers", 1)))
     return None
-
-
-def format_phases(phases: dict) -> str:
-    """'build 1.2 s, compile 20.3 s, ...' from {'build_s': 1.2, ...} (summed run timings)."""
-    return ", ".join(
-        f"{name.removesuffix('_s').replace('_', ' ')} {seconds:.1f} s"
-        for name, seconds in phases.items()
-    )
 
 
 def format_status(status: dict) -> str:

@@ -17,7 +17,7 @@ from rich.progress import (
 )
 
 from keras_ablate import schedule, store
-from keras_ablate.config import ResourcesSection, RunSpec
+from keras_ablate.config.schema import ResourcesSection, RunSpec
 from keras_ablate.errors import UserError
 from keras_ablate.executors import (
     InlineExecutor,

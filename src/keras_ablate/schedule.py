@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from keras_ablate.config import RunSpec
+from keras_ablate.config.schema import RunSpec
 
 # Relative cost of one time step per unit of width, from the CPU speeds in KERAS_NOTES
 # (SimpleRNN ~61 steps/s, LSTM ~32, LayerNorm-LSTM ~19-24); CNN and MLP are a rough guess.

@@ -21,7 +21,7 @@ the share of that class: a finite accuracy that no longer measures anything.
 
 A diverged run's score (the comparison metric at the last epoch) is therefore missing, and it
 takes the worst finite value of that metric among the experiment's finished runs; its
-divergence is counted separately (analysis.metrics.score, analysis.claims).
+divergence is counted separately (analysis.metrics.score, claims.evaluation).
 """
 
 from __future__ import annotations

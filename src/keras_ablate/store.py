@@ -1,26 +1,60 @@
-"""Results folder layout, atomic run folders, the experiment lock and reading runs back."""
+"""The results layout: every file under results/<experiment>/ is named here, and written and read here.
+
+results/<experiment>/        experiment_folder(results_dir, name); slug_of(name) is its name
+  experiment.json            the plan of the last `run` (write_experiment / read_experiment)
+  runs/<run_id>/             one folder per run, renamed into place whole (write_run / read_run)
+    spec.json, summary.json, history.parquet, steps.parquet and the probe tables
+  progress.json              the runner's heartbeat (progress.py writes it through this module)
+  .lock                      held by the runner (experiment_lock)
+  logs/                      worker processes' native output (training/process.py)
+  tables/ figures/ report.html report.md     the report (report/render.py)
+  tuning/<arm>/              keras-tuner's files, trials.parquet, best.yaml, search.json
+
+Imports only the standard library at module level (pandas and pyarrow where a table is read),
+so that config can resolve folders and `plan` stays fast.
+"""
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-import pyarrow.parquet as pq
-
-from keras_ablate.config import RunSpec
 from keras_ablate.errors import UserError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from keras_ablate.config.schema import Experiment, RunSpec
 
 # A run folder is complete exactly when it exists under runs/ (it is renamed into place
 # whole); half-written work only ever lives in runs/.tmp-*, which readers ignore.
 RUNS = "runs"
+EXPERIMENT_FILE = "experiment.json"
+PROGRESS_FILE = "progress.json"
+LOCK_FILE = ".lock"
+LOGS = "logs"
+TABLES = "tables"
+FIGURES = "figures"
+REPORT_HTML = "report.html"
+REPORT_MD = "report.md"
+TUNING = "tuning"
+TRIALS_FILE = "trials.parquet"
+BEST_FILE = "best.yaml"
+SEARCH_FILE = "search.json"
+# results/claims/<experiment>/ for every claim file, and results/claims/report.html.
+CLAIMS = "claims"
+# The statuses of a finished run: never trained again unless asked (--force, --rerun), and the
+# runs every mean and verdict is taken over (a failed run is counted, never averaged).
 DONE_STATUSES = ("ok", "diverged")
 # The status of a run folder that exists but cannot be read (see read_run); treated as missing.
 UNREADABLE = "unreadable"
@@ -29,6 +63,8 @@ UNREADABLE = "unreadable"
 # folder is byte-identical between executors, worker counts and interrupted-then-resumed grids.
 PER_INVOCATION_KEYS = ("environment", "timing")
 PER_INVOCATION_SUFFIX = "_time_s"
+# Folder names longer than this are cut and given a hash (most file systems allow 255 bytes).
+MAX_SLUG = 80
 
 
 def stable_summary(summary: dict) -> dict:
@@ -40,8 +76,65 @@ def stable_summary(summary: dict) -> dict:
     }
 
 
-def experiment_dir(results_root: str | Path, slug: str) -> Path:
-    return Path(results_root) / slug
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("._") or "experiment"
+
+
+def slug_of(name: str) -> str:
+    """Folder-safe, injective name of an experiment: the name itself when it is folder-safe, else a
+    safe prefix plus a hash of the name, so that two names never share a folder ('a/b', 'a b')."""
+    safe = _safe_name(name)
+    if safe == name and len(name) <= MAX_SLUG:
+        return name
+    digest = hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+    return f"{safe[:MAX_SLUG]}-{digest}"
+
+
+def experiment_folder(results_dir: str | Path, name: str) -> Path:
+    """results_dir/<slug_of(name)>. A folder named by the earlier, non-injective slug (the bare safe
+    name) is still used while its experiment.json says it holds this very experiment."""
+    root = Path(results_dir)
+    current, legacy = root / slug_of(name), root / _safe_name(name)
+    if legacy != current and not current.exists():
+        if read_experiment(legacy).get("name") == name:
+            return legacy
+    return current
+
+
+def experiment_record(
+    exp: Experiment, specs: list[RunSpec], source: str, command: str | None = None
+) -> dict[str, Any]:
+    """What experiment.json records about a plan: the experiment's description and analysis
+    settings, its axes and every planned run id (the report and `status DIR` read them)."""
+    record = {
+        "name": exp.name,
+        "description": exp.description,
+        "source": source,
+        "design": exp.design,
+        "axes": list(specs[0].axes) if specs else [],
+        "reference": exp.reference,
+        "analysis": exp.analysis.model_dump(),
+        "n_runs": len(specs),
+        "run_ids": [s.run_id for s in specs],
+    }
+    if command is not None:
+        record["command"] = command
+    return record
+
+
+def write_experiment(exp_dir: Path, record: dict[str, Any]) -> None:
+    """Write experiment.json (atomically): the one writer of that file."""
+    write_json_atomic(Path(exp_dir) / EXPERIMENT_FILE, record)
+
+
+def read_experiment(exp_dir: str | Path) -> dict[str, Any]:
+    """experiment.json as a mapping; {} when there is none or it is not a mapping (a folder of
+    hand-made runs, a damaged file): the one reader of that file."""
+    try:
+        record = json.loads((Path(exp_dir) / EXPERIMENT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
 
 
 def run_dir(exp_dir: Path, run_id: str) -> Path:
@@ -199,6 +292,8 @@ def read_run(path: Path) -> tuple[dict, dict] | str:
     for key in ("final", "best", "environment"):
         if not isinstance(summary.get(key) or {}, dict):
             return f"summary.json: '{key}' is not a mapping"
+    import pyarrow.parquet as pq
+
     for table in sorted(path.glob("*.parquet")):
         try:
             pq.read_metadata(table)
@@ -246,6 +341,8 @@ def run_status(exp_dir: Path, run_id: str) -> str:
 
 
 def read_table(path: Path, name: str) -> pd.DataFrame | None:
+    import pandas as pd
+
     f = path / f"{name}.parquet"
     return pd.read_parquet(f) if f.exists() else None
 
@@ -275,7 +372,7 @@ def experiment_lock(exp_dir: Path):
     releases it when a runner dies, even under kill -9: no stale lock files to clear.
     """
     exp_dir.mkdir(parents=True, exist_ok=True)
-    path = exp_dir / ".lock"
+    path = exp_dir / LOCK_FILE
     f = open(path, "a+")
     try:
         fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

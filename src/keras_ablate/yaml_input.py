@@ -185,14 +185,15 @@ def _check_expansion(root: Node, source: str) -> None:
                 break
             path += (heavy[0],)
             node = heavy[1]
-        where = f"{_format(path)}: " if path else ""
+        where = f"{format_path(path)}: " if path else ""
         raise ConfigError(
             f"{source}:{node.start_mark.line + 1}: {where}YAML aliases (*name) expand this to "
             f"{measure[id(node)]:,} {what}; an experiment file allows {limit:,}: write the values out"
         )
 
 
-def _format(path: tuple) -> str:
+def format_path(path: tuple) -> str:
+    """('grid', 'activation', 2) -> 'grid.activation[2]', the way every located error names a key."""
     out = ""
     for p in path:
         out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
@@ -232,7 +233,7 @@ def _check_duplicates(node: MappingNode, path: tuple, source: str) -> None:
         line = key.start_mark.line + 1
         ident = (key.tag, key.value)
         if ident in seen:
-            where = _format((*path, key.value))
+            where = format_path((*path, key.value))
             raise ConfigError(
                 f"{source}:{line}: {where}: duplicate key '{key.value}' (first on line "
                 f"{seen[ident]}); YAML would silently keep only the last one: write each key once"

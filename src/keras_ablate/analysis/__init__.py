@@ -1,5 +1,11 @@
-"""Analysis: run folders -> tidy pandas frames, derived metrics, effects and claim verdicts."""
+"""Analysis: run folders -> tidy pandas frames with every derived per-run metric, intervals, effects.
 
-from keras_ablate.analysis.aggregate import Tables, load
+Modules: tables (load -> Tables), metrics (every derived per-run metric, one name each),
+instruments (probe-table metrics), baselines (chance and majority levels), stats (the only
+place an interval is computed), effects (factor effects, interactions, ANOVA), simulate
+(synthetic run folders).
+"""
+
+from keras_ablate.analysis.tables import Tables, load
 
 __all__ = ["Tables", "load"]

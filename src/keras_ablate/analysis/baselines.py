@@ -1,7 +1,7 @@
 """Accuracy levels that need no learning (chance, majority class) and words for where an accuracy sits.
 
 Every run records them in its summary (`baseline`: `n_classes`, `n_val`, `chance` = 1/n_classes,
-`majority_val` and `majority_train`, the share of the commonest class in each split); aggregate
+`majority_val` and `majority_train`, the share of the commonest class in each split); analysis.tables
 turns them into the columns `baseline/<key>`. An accuracy is "at" a level when it is within
 `tolerance(n_val)` = 1/sqrt(n_val) of it: two binomial standard errors of an accuracy measured on
 n_val examples at p = 0.5 (0.0625 for 256 validation examples).
@@ -20,11 +20,13 @@ Words, from the value a (a group mean or one run's), chance c, majority share m 
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from keras_ablate.analysis.aggregate import Tables
+if TYPE_CHECKING:
+    from keras_ablate.analysis.tables import Tables
 
 COLUMNS = ("baseline/chance", "baseline/majority_val", "baseline/majority_train", "baseline/n_val")
 

@@ -1,6 +1,6 @@
-"""Statistics over runs: means with 95 % t intervals per configuration, factor effects, interactions, ANOVA.
+"""Factor effects over runs: means with 95 % t intervals per configuration, differences, interactions, ANOVA.
 
-Intervals are Student t intervals, mean +- t(0.975, n-1) * s / sqrt(n), with s the sample std
+Intervals come from analysis.stats. They are Student t intervals, mean +- t(0.975, n-1) * s / sqrt(n), with s the sample std
 (ddof 1) of the runs in the group; one run gives no interval (NaN bounds), a constant metric a
 zero-width one. Effects compare `score` (see analysis.metrics: diverged runs take the worst
 finished value, failed runs are left out but counted). The difference between a level and the
@@ -12,44 +12,14 @@ differences ("paired"); otherwise it is Welch's interval for two independent mea
 from __future__ import annotations
 
 import itertools
-import math
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from keras_ablate.analysis.aggregate import Tables
-from keras_ablate.analysis.metrics import DERIVED, FINISHED
-
-CONFIDENCE = 0.95
-
-
-def t_interval(n: np.ndarray, mean: np.ndarray, std: np.ndarray, confidence: float = CONFIDENCE):
-    """Vectorized t interval bounds (NaN where n < 2)."""
-    n = np.asarray(n, dtype=float)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        t = stats.t.ppf(0.5 + confidence / 2, np.where(n > 1, n - 1, np.nan))
-        half = t * np.asarray(std, dtype=float) / np.sqrt(n)
-    return mean - half, mean + half
-
-
-def mean_ci(frame: pd.DataFrame, by: list[str], values: list[str]) -> pd.DataFrame:
-    """Long table: by..., metric, n, mean, std, ci_low, ci_high (NaN values are left out of n)."""
-    parts = []
-    for value in values:
-        column = frame[value].astype(float)
-        grouped = (
-            column.groupby([frame[b] for b in by], observed=True)
-            if by
-            else column.groupby(lambda _: 0)
-        )
-        agg = grouped.agg(["count", "mean", "std"]).rename(columns={"count": "n"})
-        agg["n"] = agg["n"].astype(int)
-        agg["ci_low"], agg["ci_high"] = t_interval(agg["n"], agg["mean"], agg["std"])
-        agg.insert(0, "metric", value)
-        parts.append(agg.reset_index(drop=not by))
-    out = pd.concat(parts, ignore_index=True)
-    return out[[*by, "metric", "n", "mean", "std", "ci_low", "ci_high"]]
+from keras_ablate.analysis.metrics import DERIVED
+from keras_ablate.analysis.stats import group_intervals, paired_interval, welch_interval
+from keras_ablate.analysis.tables import Tables
+from keras_ablate.store import DONE_STATUSES
 
 
 def by_configuration(tables: Tables, metrics: list[str] | None = None) -> pd.DataFrame:
@@ -58,7 +28,7 @@ def by_configuration(tables: Tables, metrics: list[str] | None = None) -> pd.Dat
     metrics = [m for m in (metrics or DERIVED) if m in runs.columns]
     if runs.empty or not metrics:
         return pd.DataFrame()
-    return mean_ci(runs, tables.axes, metrics)
+    return group_intervals(runs, tables.axes, metrics)
 
 
 def reference_levels(tables: Tables) -> dict:
@@ -84,7 +54,7 @@ def counts(runs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     flags = pd.DataFrame(
         {
             "n_runs": 1,
-            "n_finished": status.isin(FINISHED).astype(int),
+            "n_finished": status.isin(DONE_STATUSES).astype(int),
             "n_diverged": (status == "diverged").astype(int),
             "n_failed": (status == "failed").astype(int),
         }
@@ -103,7 +73,7 @@ def main_effects(tables: Tables, value: str = "score") -> pd.DataFrame:
         return pd.DataFrame()
     reference = reference_levels(tables)
     for axis in tables.axes:
-        marginal = mean_ci(runs, [axis], [value]).drop(columns="metric")
+        marginal = group_intervals(runs, [axis], [value]).drop(columns="metric")
         marginal = counts(runs, [axis]).merge(marginal, on=axis, how="left")
         for record in marginal.to_dict("records"):
             level = record.pop(axis)
@@ -142,17 +112,16 @@ def difference(
     right = there.groupby(keys, observed=True)[value].mean()
     paired = (left - right).dropna()
     if len(paired) >= 2:
-        low, high = t_interval(len(paired), paired.mean(), paired.std())
+        mean, low, high = paired_interval(paired)
         return {
-            "diff": paired.mean(),
+            "diff": mean,
             "diff_low": low,
             "diff_high": high,
             "diff_n": len(paired),
             "diff_method": "paired",
         }
     a, b = here[value].to_numpy(float), there[value].to_numpy(float)
-    diff = a.mean() - b.mean()
-    low, high = welch_interval(a, b)
+    diff, low, high = welch_interval(a, b)
     return {
         "diff": diff,
         "diff_low": low,
@@ -162,29 +131,13 @@ def difference(
     }
 
 
-def welch_interval(
-    a: np.ndarray, b: np.ndarray, confidence: float = CONFIDENCE
-) -> tuple[float, float]:
-    """Welch's t interval for mean(a) - mean(b); NaN when either side has fewer than 2 values."""
-    diff = a.mean() - b.mean()
-    if len(a) < 2 or len(b) < 2:
-        return math.nan, math.nan
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    se = math.sqrt(va + vb)
-    if se == 0:
-        return diff, diff
-    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    half = stats.t.ppf(0.5 + confidence / 2, dof) * se
-    return diff - half, diff + half
-
-
 def interactions(tables: Tables, value: str = "score") -> dict[tuple[str, str], pd.DataFrame]:
     """For each pair of axes: cell means of `value` with t intervals and divergence rates."""
     runs, out = tables.runs, {}
     if runs.empty or value not in runs.columns:
         return out
     for a, b in itertools.combinations(tables.axes, 2):
-        cells = mean_ci(runs, [a, b], [value]).drop(columns="metric")
+        cells = group_intervals(runs, [a, b], [value]).drop(columns="metric")
         out[(a, b)] = counts(runs, [a, b]).merge(cells, on=[a, b], how="left")
     return out
 

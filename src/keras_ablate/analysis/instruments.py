@@ -1,8 +1,10 @@
-"""Derived gradient-stability metrics from the probe tables: decay per timestep, depth ratio, clip rate."""
+"""Metrics of the probe tables: decay per timestep, depth ratio, unit health, clip rate per epoch.
+
+run_metrics turns them into per-run columns (init and final), which analysis.metrics adds to
+`load(dir).runs`; the report's instrument figures draw the per-epoch tables.
+"""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -88,7 +90,7 @@ def unit_metrics(units: pd.DataFrame) -> pd.DataFrame:
 def clip_steps(steps: pd.DataFrame, steps_per_epoch: pd.Series | None = None) -> pd.DataFrame:
     """run_id, step, epoch (from 0), clipped, cosine from a steps table, long or wide.
 
-    Long (aggregate.load): run_id, step, quantity, layer, value; the epoch comes from
+    Long (analysis.tables.load): run_id, step, quantity, layer, value; the epoch comes from
     `steps_per_epoch` (run_id -> steps per epoch). Wide (one run folder): run_id, step,
     epoch, grad/clipped, grad/cosine.
     """
@@ -138,16 +140,13 @@ def clip_rates(clipped: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_metrics(source) -> pd.DataFrame:
-    """One row per run from an experiment folder or an aggregate.Tables: the instrument metrics.
+    """One row per run of an analysis.tables.Tables: the instrument metrics.
 
     Columns (where the tables exist): decay_factor/<layer>/{init,final}, t0_ratio/<layer>/{init,final}
     (init = epoch 0, before training; final = the run's last probed epoch), depth_ratio/{init,final},
-    saturated/final and dead/final (mean over layers), clip_rate and cosine_clipped over the run.
+    saturated/final and dead/final (mean over layers), and cosine_clipped over the run (the clip
+    rate over the run is analysis.metrics' grad/clip_rate).
     """
-    if isinstance(source, (str, Path)):
-        from keras_ablate.analysis.aggregate import load
-
-        source = load(source, derive=False)
     extra = getattr(source, "extra", {}) or {}
     parts = []
     timesteps = getattr(source, "timesteps", None)
@@ -188,14 +187,7 @@ def run_metrics(source) -> pd.DataFrame:
     if not clipped.empty:
         data = clipped.assign(clipped_cosine=clipped["cosine"].where(clipped["clipped"] > 0))
         grouped = data.groupby("run_id", observed=True)
-        parts.append(
-            pd.DataFrame(
-                {
-                    "clip_rate": grouped["clipped"].mean(),
-                    "cosine_clipped": grouped["clipped_cosine"].mean(),
-                }
-            )
-        )
+        parts.append(pd.DataFrame({"cosine_clipped": grouped["clipped_cosine"].mean()}))
     if not parts:
         return pd.DataFrame(columns=["run_id"])
     out = parts[0]
@@ -206,7 +198,7 @@ def run_metrics(source) -> pd.DataFrame:
 
 
 def _plain(frame: pd.DataFrame) -> pd.DataFrame:
-    """Categorical run_id (aggregate.load) as plain strings, so group keys are only the observed runs."""
+    """Categorical run_id (analysis.tables.load) as plain strings, so group keys are only the observed runs."""
     if "run_id" in frame.columns and isinstance(frame["run_id"].dtype, pd.CategoricalDtype):
         frame = frame.assign(run_id=frame["run_id"].astype(str))
     return frame

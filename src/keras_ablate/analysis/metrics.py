@@ -1,6 +1,7 @@
-"""Derived per-run metrics: target reached, loss area, divergence, gradient stability, clip rate, score.
+"""Every derived per-run metric, one name per quantity, computed once for `load(dir).runs`.
 
-Definitions (all per run; "the metric" is YAML `analysis.metric`, default val/<task metric>):
+`GLOSSARY` lists every name with its definition. The rules behind the main ones ("the metric"
+is YAML `analysis.metric`, default val/<task metric>):
 
 - `final/<m>`, `best/<m>`: last and best epoch value of every history metric (from the summary).
 - `target`: YAML `analysis.target`, else `analysis.target_fraction` (default 0.9) of the best
@@ -11,10 +12,17 @@ Definitions (all per run; "the metric" is YAML `analysis.metric`, default val/<t
 - `train_loss_auc`: area under the per-step training loss with x in epochs (trapezoid rule),
   from the history's train/loss when a run recorded no steps; NaN when any loss is not finite.
 - `diverged`, `diverged_step`: the run's status and the first step with a non-finite loss or norm.
-- `grad/log10_norm_std`: sample std of log10 of the global gradient norm (before clipping) over
-  the steps with a finite positive norm; `grad/max_median_ratio`: max / median of those norms;
-  `grad/clip_rate`: fraction of steps where clipping changed the gradient.
-- `plateau/<metric>` (accuracy metrics): 1 when the run's last epochs are flat (analysis.baselines).
+- `grad/log10_norm_std`: sample std (ddof 1) of log10 of the global gradient norm (before
+  clipping) over the steps with a finite positive norm; `grad/log10_norm_std_ddof0` is the
+  population std (ddof 0) of the same logs, in float32 as the steps were recorded, NaN below
+  two steps (the claims' measure of steadiness); `grad/max_median_ratio`: max / median of those
+  norms; `grad/clip_rate`: fraction of steps where clipping changed the gradient.
+- `plateau/<m>` (every accuracy metric): 1 when the run's last epochs are flat (analysis.baselines).
+- `init/<quantity>`, `epoch1/<m>`, `gap/...`, `mean/train/loss`, `loss_ratio`: read from the
+  run's own tables as written (`record_metrics`), with scoring's rule for diverged runs applied
+  to its history.
+- `<instrument>/init` and `<instrument>/final`: the probe tables at initialization (epoch 0) and
+  at the run's last probed epoch (analysis.instruments.run_metrics).
 - `score`: the final metric used in every comparison. Diverged runs are results, not gaps: a
   diverged run has no final value (nothing measured on its diverged weights is kept, see
   keras_ablate.scoring), so it scores the worst finite final value of the experiment's finished
@@ -25,16 +33,23 @@ Definitions (all per run; "the metric" is YAML `analysis.metric`, default val/<t
 
 from __future__ import annotations
 
+import re
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
-from keras_ablate.analysis import baselines
-from keras_ablate.analysis.aggregate import Tables
-from keras_ablate.scoring import higher_is_better
+from keras_ablate.analysis import baselines, instruments
+from keras_ablate.scoring import blank_history, higher_is_better
+from keras_ablate.store import DONE_STATUSES
 
-FINISHED = ("ok", "diverged")
+if TYPE_CHECKING:
+    from keras_ablate.analysis.tables import Tables
 
-# Every derived column, for tables of means and confidence intervals.
+# The run tables record_metrics reads, as the run wrote them (analysis.tables passes them).
+RECORD_TABLES = ("steps", "history", "units")
+
+# The derived columns averaged per configuration (tables of means and confidence intervals).
 DERIVED = (
     "score",
     "epochs_to_target",
@@ -45,6 +60,36 @@ DERIVED = (
     "grad/clip_rate",
     "diverged",
 )
+
+# Every per-run column analysis adds to `runs`, one name per quantity (<m>: a history metric such
+# as val/accuracy; <q>: a steps column; <layer>: a stable layer name such as rnn_0).
+GLOSSARY: dict[str, str] = {
+    "score": "final metric, a diverged run at the worst finished run's final value, NaN if failed",
+    "diverged": "the run diverged (True / False; claim tables hold it as 1.0 / 0.0)",
+    "epochs_to_target": "first epoch whose metric meets the target (NaN when never)",
+    "steps_to_target": "epochs_to_target x steps per epoch",
+    "train_loss_auc": "area under the per-step training loss, x in epochs (trapezoid rule)",
+    "grad/log10_norm_std": "sample std (ddof 1) of log10 global gradient norm over steps",
+    "grad/log10_norm_std_ddof0": "population std (ddof 0) of log10 global gradient norm, float32",
+    "grad/max_median_ratio": "largest / median global gradient norm over steps",
+    "grad/clip_rate": "fraction of steps where clipping changed the gradient",
+    "plateau/<m>": "1 if an accuracy's last epochs are flat (analysis.baselines), else 0",
+    "init/<q>": "a per-step quantity at the first step (loss, grad/global_norm, grad/norm/<layer>)",
+    "init/grad/depth_ratio": "grad norm of the first hidden layer / the last one, at the first step",
+    "max/grad/global_norm": "largest global gradient norm before clipping (inf if any is not finite)",
+    "min/grad/cosine": "smallest cosine between raw and clipped gradient over training",
+    "loss_ratio": "mean loss over the last 10 % of steps / mean loss over the first 5 steps",
+    "mean/train/loss": "mean over epochs of the training loss (area under the curve / epochs)",
+    "epoch1/<m>": "a history metric after the first epoch",
+    "gap/accuracy": "final train accuracy - final val accuracy (overfitting)",
+    "gap/loss": "final val loss - final train loss (overfitting)",
+    "gate_mean/<gate>/init|final": "first recurrent layer: mean gate value on the probe batch",
+    "decay_factor/<layer>/init|final": "per-step factor of ||dL/dh_t|| going back in time",
+    "t0_ratio/<layer>/init|final": "||dL/dh_0|| / ||dL/dh_T-1|| on the probe batch",
+    "depth_ratio/init|final": "probe-batch grad norm of the first body layer / the last one",
+    "saturated/final, dead/final": "mean over layers of saturated / dead units after training",
+    "cosine_clipped": "mean cosine between raw and clipped gradient over the clipped steps",
+}
 
 
 def chosen_metric(tables: Tables) -> str:
@@ -58,8 +103,13 @@ def chosen_metric(tables: Tables) -> str:
     return "val/loss"
 
 
-def add_derived(tables: Tables) -> None:
-    """Add the derived columns to tables.runs and the analysis settings to tables.info['derived']."""
+def add_derived(tables: Tables, records: dict[str, dict] | None = None) -> None:
+    """Add the derived columns to tables.runs and the analysis settings to tables.info['derived'].
+
+    Args:
+        records: run_id -> record_metrics of that run (analysis.tables.load reads them while it
+            has the run's own tables open).
+    """
     runs = tables.runs
     if runs.empty:
         for col in DERIVED:
@@ -73,7 +123,7 @@ def add_derived(tables: Tables) -> None:
     metric = chosen_metric(tables)
     higher = higher_is_better(metric)
     status = runs["status"].astype(str)
-    finished = status.isin(FINISHED).to_numpy()
+    finished = status.isin(DONE_STATUSES).to_numpy()
     final = _column(runs, f"final/{metric}")
     runs["diverged"] = (status == "diverged").to_numpy()
     runs["score"] = score(final, runs["diverged"].to_numpy(), finished, higher)
@@ -92,6 +142,32 @@ def add_derived(tables: Tables) -> None:
         flags = baselines.plateau_flags(tables, metric)
         runs[f"plateau/{metric}"] = by_run.map(flags).astype(float).to_numpy()
     tables.info["derived"] = {"metric": metric, "higher_is_better": higher, "target": target}
+    tables.runs = pd.concat([runs, _per_run_columns(tables, by_run, records or {})], axis=1)
+
+
+def _per_run_columns(tables: Tables, by_run: pd.Series, records: dict[str, dict]) -> pd.DataFrame:
+    """The run's own records, the other accuracy plateaus and the probe instruments, by row of runs."""
+    parts = []
+    if records:
+        parts.append(pd.DataFrame([records.get(run_id, {}) for run_id in by_run]))
+    history = tables.history
+    accuracies = [] if history.empty else list(history["metric"].cat.categories)
+    plateaus = {
+        f"plateau/{m}": by_run.map(baselines.plateau_flags(tables, m)).astype(float).to_numpy()
+        for m in accuracies
+        if baselines.is_accuracy(m) and f"plateau/{m}" not in tables.runs.columns
+    }
+    if plateaus:
+        parts.append(pd.DataFrame(plateaus))
+    probes = instruments.run_metrics(tables)
+    if len(probes.columns) > 1:
+        probes = probes.set_index(probes["run_id"].astype(str)).drop(columns="run_id")
+        parts.append(probes.reindex(by_run.to_numpy()).reset_index(drop=True))
+    if not parts:
+        return pd.DataFrame(index=tables.runs.index)
+    out = pd.concat(parts, axis=1)
+    out.index = tables.runs.index
+    return out
 
 
 def _column(runs: pd.DataFrame, name: str) -> np.ndarray:
@@ -186,4 +262,100 @@ def gradient_stability(steps: pd.DataFrame) -> pd.DataFrame:
     clip_rate = clipped["value"].astype(float).groupby(clipped["run_id"], observed=True).mean()
     out = pd.DataFrame({columns[0]: log_std, columns[1]: ratio, columns[2]: clip_rate})
     out.index = out.index.astype(str)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Metrics read from one run's own tables, as the run wrote them (wide, in their recorded dtype).
+
+# Hidden layers with a weight-gradient column in steps.parquet, input side first.
+_HIDDEN = re.compile(r"^grad/norm/((?:dense|rnn|conv_k\d+)_?\d*)$")
+
+
+def record_metrics(summary: dict, raw: dict[str, pd.DataFrame]) -> dict:
+    """init/..., max/..., min/..., grad/log10_norm_std_ddof0, init/grad/depth_ratio, loss_ratio,
+    gate_mean/.../init|final, gap/..., epoch1/... and mean/train/loss of one run (see GLOSSARY).
+
+    Args:
+        summary: the run's summary.json (diverged_step and steps_per_epoch are read).
+        raw: the run's tables by name (RECORD_TABLES), as read from its folder.
+    """
+    out: dict = {}
+    steps = raw.get("steps")
+    if steps is not None and not steps.empty:
+        out.update(_step_metrics(steps))
+    units = raw.get("units")
+    if units is not None and not units.empty:
+        out.update(_gate_metrics(units))
+    history = raw.get("history")
+    if history is not None and not history.empty:
+        # Whatever wrote the folder, nothing measured on diverged weights counts (scoring.py).
+        history = blank_history(
+            history, summary.get("diverged_step"), summary.get("steps_per_epoch")
+        )
+        for kind, (train, val) in {
+            "accuracy": ("train/accuracy", "val/accuracy"),
+            "loss": ("train/loss", "val/loss"),
+        }.items():
+            if train in history and val in history:
+                last = history.iloc[-1]
+                out[f"gap/{kind}"] = float(last[train] - last[val]) * (
+                    1 if kind == "accuracy" else -1
+                )
+        for col in history.columns:
+            if col == "epoch":
+                continue
+            values = pd.to_numeric(history[col], errors="coerce")
+            out[f"epoch1/{col}"] = float(values.iloc[0])
+            if col == "train/loss":
+                # NaN when any epoch has no finite loss (a diverged run): never a mean over fewer epochs.
+                out["mean/train/loss"] = float(values.mean(skipna=False))
+    return out
+
+
+def _step_metrics(steps: pd.DataFrame) -> dict:
+    out = {}
+    first = steps.iloc[0]
+    for col in steps.columns:
+        if col in ("step", "epoch", "run_id"):
+            continue
+        out[f"init/{col}"] = float(first[col])
+    norm = (
+        pd.to_numeric(steps.get("grad/global_norm"), errors="coerce")
+        if "grad/global_norm" in steps
+        else None
+    )
+    if norm is not None:
+        finite = norm[np.isfinite(norm) & (norm > 0)]
+        out["max/grad/global_norm"] = float(norm.max()) if np.isfinite(norm).all() else np.inf
+        out["grad/log10_norm_std_ddof0"] = (
+            float(np.log10(finite).std(ddof=0)) if len(finite) > 1 else np.nan
+        )
+    if "grad/cosine" in steps:
+        cos = pd.to_numeric(steps["grad/cosine"], errors="coerce")
+        out["min/grad/cosine"] = float(cos.min()) if cos.notna().any() else np.nan
+    hidden = [c for c in steps.columns if _HIDDEN.match(c)]
+    if len(hidden) >= 2:
+        lo, hi = float(first[hidden[0]]), float(first[hidden[-1]])
+        out["init/grad/depth_ratio"] = lo / hi if hi > 0 else np.nan
+    if "loss" in steps:
+        loss = pd.to_numeric(steps["loss"], errors="coerce").to_numpy(float)
+        tail = loss[-max(1, len(loss) // 10) :]
+        out["loss_ratio"] = (
+            float(np.mean(tail) / np.mean(loss[:5])) if np.mean(loss[:5]) > 0 else np.nan
+        )
+    return out
+
+
+def _gate_metrics(units: pd.DataFrame) -> dict:
+    gates = units[units["quantity"].astype(str).str.startswith("gate_mean/")]
+    if gates.empty:
+        return {}
+    layer = sorted(gates["layer"].unique())[0]
+    gates = gates[gates["layer"] == layer]
+    epochs = sorted(gates["epoch"].unique())
+    out = {}
+    for label, epoch in (("init", epochs[0]), ("final", epochs[-1])):
+        for row in gates[gates["epoch"] == epoch].itertuples():
+            out[f"{row.quantity}/{label}"] = float(row.value)
     return out

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from keras_ablate import store
-from keras_ablate.config import RunSpec
+from keras_ablate.config.schema import AnalysisSection, DatasetSection, Experiment, RunSpec
 
 LAYERS = ("embed", "rnn_0", "dense_0", "dense_out")
 
@@ -56,24 +56,15 @@ def write_experiment(
         axes = dict(zip(grid, values, strict=False))
         for s in range(seeds):
             specs.append(_spec(name, axes, s, epochs))
-    store.write_json_atomic(
-        exp_dir / "experiment.json",
-        {
-            "name": name,
-            "description": "synthetic records",
-            "source": "keras_ablate.analysis.simulate",
-            "design": "factorial",
-            "axes": list(grid),
-            "reference": reference or {},
-            "analysis": {
-                "metric": None,
-                "target_fraction": 0.9,
-                "target": None,
-                **(analysis or {}),
-            },
-            "n_runs": len(specs),
-            "run_ids": [spec.run_id for spec in specs],
-        },
+    exp = Experiment(
+        name=name,
+        description="synthetic records",
+        dataset=DatasetSection(name="ngram"),
+        reference=reference or {},
+        analysis=AnalysisSection(**(analysis or {})),
+    )
+    store.write_experiment(
+        exp_dir, store.experiment_record(exp, specs, "keras_ablate.analysis.simulate")
     )
     for spec in specs:
         if failed(spec.axes, spec.seed):
@@ -191,6 +182,6 @@ def _best(values: np.ndarray, higher: bool) -> float | None:
 
 
 def _clip(text: str) -> tuple[str, float | None]:
-    from keras_ablate.config import parse_clip
+    from keras_ablate.config.levels import parse_clip
 
     return parse_clip(text)

@@ -8,16 +8,14 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
-import os
 import pickle
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from pydantic import BaseModel
 
 from keras_ablate.data.base import Dataset
+from keras_ablate.data.cache import atomic_pickle, cache_dir
 from keras_ablate.errors import ConfigError, unknown_name
 
 
@@ -64,29 +62,31 @@ DATASETS: dict[str, DatasetEntry] = {
     ),
     # Real text and user files cache themselves, keyed by the source file's content as well as the options.
     "rotten_tomatoes": DatasetEntry(
-        "keras_ablate.data.text:RottenTomatoesOptions",
+        "keras_ablate.data.text_options:RottenTomatoesOptions",
         "keras_ablate.data.text:rotten_tomatoes",
         disk_cache=False,
     ),
     "imdb": DatasetEntry(
-        "keras_ablate.data.text:ImdbOptions", "keras_ablate.data.text:imdb", disk_cache=False
+        "keras_ablate.data.text_options:ImdbOptions",
+        "keras_ablate.data.text:imdb",
+        disk_cache=False,
     ),
     "csv": DatasetEntry(
-        "keras_ablate.data.text:CsvOptions",
+        "keras_ablate.data.text_options:CsvOptions",
         "keras_ablate.data.text:csv_file",
         disk_cache=False,
         fingerprint="keras_ablate.data.text:file_fingerprint",
         check="keras_ablate.data.text:check_file",
     ),
     "tsv": DatasetEntry(
-        "keras_ablate.data.text:TsvOptions",
+        "keras_ablate.data.text_options:TsvOptions",
         "keras_ablate.data.text:tsv_file",
         disk_cache=False,
         fingerprint="keras_ablate.data.text:file_fingerprint",
         check="keras_ablate.data.text:check_file",
     ),
     "jsonl": DatasetEntry(
-        "keras_ablate.data.text:JsonlOptions",
+        "keras_ablate.data.text_options:JsonlOptions",
         "keras_ablate.data.text:jsonl_file",
         disk_cache=False,
         fingerprint="keras_ablate.data.text:file_fingerprint",
@@ -120,10 +120,6 @@ def dataset_key(name: str, options: dict) -> str:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def cache_dir() -> Path:
-    return Path(os.environ.get("KERAS_ABLATE_CACHE", Path.home() / ".cache" / "keras-ablate"))
-
-
 def load_dataset(name: str, options: dict | None = None, use_disk_cache: bool = True) -> Dataset:
     """Load (or generate) a dataset once per distinct setting; later calls hit the caches."""
     options = options or {}
@@ -148,17 +144,6 @@ def load_dataset(name: str, options: dict | None = None, use_disk_cache: bool = 
     if data is None:
         data = entry.load_fn()(opts)
         if use_disk_cache and entry.disk_cache:
-            _atomic_pickle(data, path)
+            atomic_pickle(data, path)
     _MEMORY[key] = data
     return data
-
-
-def _atomic_pickle(obj, path: Path) -> None:
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
-        os.replace(tmp, path)
-    except OSError:
-        pass  # A read-only cache folder only costs speed.

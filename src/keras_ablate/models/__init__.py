@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import importlib
 
+from keras_ablate.config.levels import ARCHITECTURES
 from keras_ablate.errors import ConfigError, unknown_name
-from keras_ablate.models.names import ARCHITECTURES
 
 
 def get_builder(architecture: str):

@@ -42,6 +42,10 @@ Conventions and documented choices:
   forget/input/output/candidate (LSTM), update/reset/candidate (GRU), candidate (RNN); forced
   gates come back as constant tensors. The module function `gate_values(cell, ...)` does the
   same for Keras's built-in LSTMCell / GRUCell / SimpleRNNCell from their weights.
+
+Over 400 lines because ZooCell is one Keras layer whose step serves every variant (rnn, lstm,
+gru x forced gates x three normalizations x maxout) and ZooRNN precomputes that same step for a
+whole sequence: split across files, one recurrence would be read in pieces.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from keras_ablate.config import parse_init, parse_kernel_init
+from keras_ablate.config.levels import parse_init, parse_kernel_init
 
 # IRNN (Le et al. 2015): input weights drawn from N(0, sigma) with this small standard deviation.
 IRNN_INPUT_STDDEV = 0.001

@@ -5,9 +5,9 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from keras_ablate.config.levels import ACTIVATIONS, NORMALIZATIONS
 from keras_ablate.errors import ConfigError, unknown_name
 from keras_ablate.models.initializers import kernel_initializer
-from keras_ablate.models.names import ACTIVATIONS, NORMALIZATIONS
 
 
 def activation_fn(name: str, settings: dict):

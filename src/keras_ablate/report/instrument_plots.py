@@ -12,7 +12,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
 from keras_ablate.analysis import instruments  # noqa: E402
-from keras_ablate.config import parse_clip  # noqa: E402
+from keras_ablate.config.levels import parse_clip  # noqa: E402
 from keras_ablate.report.plots import level_colors  # noqa: E402
 
 # With more configurations than this, lines are coloured by activation and dashed by
@@ -21,7 +21,7 @@ MAX_LEGEND = 12
 
 
 def probe_table(tables, name: str) -> pd.DataFrame | None:
-    """A probe table (timesteps, depth, units, weights) of aggregate.Tables, run_id as plain strings."""
+    """A probe table (timesteps, depth, units, weights) of analysis.tables.Tables, run_id as plain strings."""
     frame = getattr(tables, name, None)
     if frame is None:
         frame = (getattr(tables, "extra", None) or {}).get(name)

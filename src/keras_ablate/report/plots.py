@@ -2,8 +2,8 @@
 
 Colours: `level_colors(tables)` gives every level of every axis one colour, derived only from
 the axis's levels in plan order, so a level has the same colour in every figure (instrument
-figures should use it too). Bands and error bars are the 95 % t intervals of analysis.effects,
-computed here from group means, never by seaborn's bootstrap (which would be slow at 1000 runs).
+figures should use it too). Bands and error bars are the 95 % t intervals of analysis.stats over
+group means, never seaborn's bootstrap (which would be slow at 1000 runs). Heatmaps: heatmaps.py.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from keras_ablate.analysis import effects  # noqa: E402
-from keras_ablate.analysis.aggregate import Tables  # noqa: E402
+from keras_ablate.analysis import effects, stats  # noqa: E402
+from keras_ablate.analysis.tables import Tables  # noqa: E402
 
 # Axes that read best as line colour, then as columns, then as rows of panels.
 PREFERRED = ("architecture", "activation", "normalization", "clip")
@@ -53,7 +53,8 @@ def roles(tables: Tables, first: str | None = None) -> dict[str, str | None]:
     }
 
 
-def _levels(tables: Tables, axis: str | None) -> list:
+def panel_levels(tables: Tables, axis: str | None) -> list:
+    """The levels of `axis` shown as panels (the first MAX_PANELS), or [None] without an axis."""
     return tables.levels[axis][:MAX_PANELS] if axis else [None]
 
 
@@ -66,7 +67,7 @@ def _mean_band(data: pd.DataFrame, keys: list[str], x: str) -> pd.DataFrame:
     """Mean and band of `value` per keys + x: the 95 % t interval over the runs in each group,
     or the runs' min-max range where the group has fewer than MIN_RUNS_FOR_T_BAND runs."""
     by = [*keys, x]
-    out = effects.mean_ci(data, by, ["value"]).drop(columns="metric")
+    out = stats.group_intervals(data, by, ["value"]).drop(columns="metric")
     spread = (
         data.groupby(by, observed=True)["value"].agg(["min", "max"]).reset_index()
         if by
@@ -97,7 +98,7 @@ def _line_grid(
     band = _mean_band(data, keys, x)
     if log:
         band[["mean", "ci_low", "ci_high"]] = 10.0 ** band[["mean", "ci_low", "ci_high"]]
-    cols, rows = _levels(tables, col), _levels(tables, row)
+    cols, rows = panel_levels(tables, col), panel_levels(tables, row)
     colors = level_colors(tables)
     fig, axes = plt.subplots(
         len(rows),
@@ -114,7 +115,7 @@ def _line_grid(
             panel = panel[panel[col] == c]
         if row:
             panel = panel[panel[row] == r]
-        for level in _levels(tables, hue) if hue else [None]:
+        for level in panel_levels(tables, hue) if hue else [None]:
             line = panel[panel[hue] == level] if hue else panel
             if line.empty:
                 continue
@@ -209,7 +210,7 @@ def gradient_norms(tables: Tables):
 
 
 def _threshold_for(role: dict):
-    from keras_ablate.config import parse_clip
+    from keras_ablate.config.levels import parse_clip
 
     def threshold(col_level, row_level):
         for axis, level in ((role["col"], col_level), (role["row"], row_level)):
@@ -224,96 +225,6 @@ def _threshold_for(role: dict):
         return None
 
     return threshold
-
-
-def _heatmap(tables: Tables, value: str, title: str, fmt: str, cmap: str):
-    runs = tables.runs
-    varying = [a for a in tables.axes if len(tables.levels[a]) > 1] or list(tables.axes)
-    inner = [a for a in ("activation", "normalization") if a in varying]
-    inner += [a for a in varying if a not in inner and a not in ("architecture", "clip")]
-    if not inner:
-        inner = varying[:1]
-    if not inner:
-        return None
-    y_axis, x_axis = inner[0], (inner[1] if len(inner) > 1 else None)
-    col = "architecture" if "architecture" in varying and "architecture" not in inner else None
-    row = "clip" if "clip" in varying and "clip" not in inner else None
-    keys = [k for k in (y_axis, x_axis, col, row) if k]
-    if value == "divergence_rate":
-        cells = effects.counts(runs, keys).rename(columns={"divergence_rate": "cell"})
-    else:
-        cells = effects.mean_ci(runs, keys, [value]).rename(columns={"mean": "cell"})
-    cols, rows = _levels(tables, col), _levels(tables, row)
-    y_levels = tables.levels[y_axis]
-    x_levels = tables.levels[x_axis] if x_axis else [None]
-    fig, axes = plt.subplots(
-        len(rows),
-        len(cols),
-        squeeze=False,
-        figsize=(
-            1.5 + 1.2 * len(x_levels) * len(cols),
-            1.0 + (0.5 * len(y_levels) + 0.6) * len(rows),
-        ),
-    )
-    finite = cells["cell"].to_numpy(dtype=float)
-    finite = finite[np.isfinite(finite)]
-    vmin, vmax = (finite.min(), finite.max()) if len(finite) else (0, 1)
-    if value == "divergence_rate":
-        vmin, vmax = 0.0, 1.0
-    for (i, r), (j, c) in itertools.product(enumerate(rows), enumerate(cols)):
-        panel = cells
-        if col:
-            panel = panel[panel[col] == c]
-        if row:
-            panel = panel[panel[row] == r]
-        grid = np.full((len(y_levels), len(x_levels)), np.nan)
-        xs = panel[x_axis].tolist() if x_axis else [None] * len(panel)
-        for y_level, x_level, cell in zip(
-            panel[y_axis].tolist(), xs, panel["cell"].tolist(), strict=False
-        ):
-            grid[y_levels.index(y_level), x_levels.index(x_level)] = cell
-        frame = pd.DataFrame(
-            grid, index=[str(v) for v in y_levels], columns=[str(v) for v in x_levels]
-        )
-        sns.heatmap(
-            frame,
-            ax=axes[i][j],
-            annot=True,
-            fmt=fmt,
-            cmap=cmap,
-            vmin=vmin,
-            vmax=vmax,
-            cbar=False,
-            annot_kws={"fontsize": 8},
-        )
-        axes[i][j].set_title(
-            " · ".join(f"{k}={v}" for k, v in ((col, c), (row, r)) if k), fontsize=9
-        )
-        axes[i][j].set_ylabel(y_axis if j == 0 else "")
-        axes[i][j].tick_params(axis="y", labelrotation=0)
-        axes[i][j].set_xlabel(x_axis or "" if i == len(rows) - 1 else "")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
-def heatmap_score(tables: Tables):
-    """Mean final metric (score) per cell of activation x normalization, faceted by architecture and clip."""
-    if tables.runs.empty or "score" not in tables.runs.columns:
-        return None
-    metric = tables.info.get("derived", {}).get("metric", "score")
-    better = "higher" if tables.info.get("derived", {}).get("higher_is_better") else "lower"
-    cmap = "viridis" if better == "higher" else "viridis_r"
-    return _heatmap(tables, "score", f"mean final {metric} ({better} is better)", ".3g", cmap)
-
-
-def heatmap_divergence(tables: Tables):
-    """Fraction of finished runs that diverged per cell."""
-    if tables.runs.empty:
-        return None
-    return _heatmap(
-        tables, "divergence_rate", "divergence rate (diverged / finished runs)", ".2f", "Reds"
-    )
 
 
 def main_effects(tables: Tables):

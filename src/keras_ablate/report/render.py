@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from jinja2 import Environment, PackageLoader, select_autoescape
 
 from keras_ablate import store
 from keras_ablate.analysis import baselines, effects
-from keras_ablate.analysis.aggregate import Tables, load, read_info
-from keras_ablate.report import instrument_plots, plots, sections
-from keras_ablate.report.tuning_section import tuning_section
+from keras_ablate.analysis.tables import Tables, load
+from keras_ablate.report import heatmaps, instrument_plots, plots, sections
+from keras_ablate.report.templating import environment
+from keras_ablate.tuning.report import tuning_section
 
 
 @dataclass
@@ -27,23 +27,6 @@ class Figure:
 
     def data_uri(self) -> str:
         return "data:image/png;base64," + base64.b64encode(self.path.read_bytes()).decode("ascii")
-
-
-def _environment() -> Environment:
-    env = Environment(
-        loader=PackageLoader("keras_ablate.report", "templates"),
-        autoescape=select_autoescape(["html", "j2"], default_for_string=True, default=True),
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["fmt"] = _fmt
-    env.filters["md"] = _markdown_cell
-    return env
-
-
-def _markdown_cell(value) -> str:
-    """Keep a user string inside one Markdown table cell: no pipes or line breaks."""
-    return str(value).replace("|", "\\|").replace("\r", " ").replace("\n", " ")
 
 
 def _fmt(value) -> str:
@@ -135,7 +118,7 @@ def make_figures(tables: Tables, fig_dir: Path) -> list[Figure]:
         (
             "heatmap_score",
             "Final metric by activation x normalization",
-            plots.heatmap_score,
+            heatmaps.heatmap_score,
             "Mean score (final comparison metric, diverged runs at the worst finished value) per cell, "
             "panels by architecture and clip. Look for a row or column that is better everywhere (a main "
             "effect) and for cells that break the pattern (an interaction).",
@@ -143,7 +126,7 @@ def make_figures(tables: Tables, fig_dir: Path) -> list[Figure]:
         (
             "heatmap_divergence",
             "Divergence rate by activation x normalization",
-            plots.heatmap_divergence,
+            heatmaps.heatmap_divergence,
             "Fraction of finished runs that diverged per cell (0 = never, 1 = always). Look for the cells "
             "that explode and whether clipping (the panels) removes them.",
         ),
@@ -193,8 +176,8 @@ def build_report(exp_dir: str | Path, info: dict | None = None) -> dict:
     exp_dir = Path(exp_dir)
     info = _experiment_info(exp_dir) if info is None else info
     tables = load(exp_dir, run_ids=info.get("run_ids"), info=info)
-    tables.save(exp_dir / "tables")
-    figures = make_figures(tables, exp_dir / "figures")
+    tables.save(exp_dir / store.TABLES)
+    figures = make_figures(tables, exp_dir / store.FIGURES)
     table = run_table(tables)
     counts = sections.status_counts(tables)
     main = effects.main_effects(tables)
@@ -221,17 +204,20 @@ def build_report(exp_dir: str | Path, info: dict | None = None) -> dict:
         if not tables.runs.empty
         else 0.0,
         # keras-tuner searches under tuning/<arm>/ (empty list when nothing was tuned).
-        "tuning": tuning_section(exp_dir, exp_dir / "figures"),
+        "tuning": tuning_section(exp_dir, exp_dir / store.FIGURES),
     }
     context["environment"] = sections.environment(exp_dir, tables, time.time() - started)
-    env = _environment()
-    html = env.get_template("report.html.j2").render(**context)
-    md = env.get_template("report.md.j2").render(**context, figure_dir="figures")
-    store.write_text_atomic(exp_dir / "report.html", html)
-    store.write_text_atomic(exp_dir / "report.md", md)
+    html = environment("html", {"fmt": _fmt}).get_template("report.html.j2").render(**context)
+    md = (
+        environment("markdown", {"fmt": _fmt})
+        .get_template("report.md.j2")
+        .render(**context, figure_dir=store.FIGURES)
+    )
+    store.write_text_atomic(exp_dir / store.REPORT_HTML, html)
+    store.write_text_atomic(exp_dir / store.REPORT_MD, md)
     return {
-        "html": exp_dir / "report.html",
-        "md": exp_dir / "report.md",
+        "html": exp_dir / store.REPORT_HTML,
+        "md": exp_dir / store.REPORT_MD,
         "seconds": time.time() - started,
         "unreadable": tables.unreadable,
         "unplanned": tables.unplanned,
@@ -239,7 +225,7 @@ def build_report(exp_dir: str | Path, info: dict | None = None) -> dict:
 
 
 def _experiment_info(exp_dir: Path) -> dict:
-    info = read_info(exp_dir)
+    info = store.read_experiment(exp_dir)
     run_ids = info.get("run_ids")
     if run_ids is not None and not (
         isinstance(run_ids, list) and all(isinstance(r, str) for r in run_ids)

@@ -14,8 +14,8 @@ import pandas as pd
 
 from keras_ablate import store
 from keras_ablate.analysis import baselines, effects
-from keras_ablate.analysis.aggregate import Tables
-from keras_ablate.analysis.metrics import DERIVED
+from keras_ablate.analysis.tables import STATUSES, Tables
+from keras_ablate.phases import format_phases
 
 TOP = 5  # best configurations and largest effects shown in the summary
 CONFIG_METRICS = (
@@ -51,18 +51,14 @@ def label(record: dict, axes: list[str]) -> str:
 def status_counts(tables: Tables) -> dict[str, int]:
     """ok / diverged / failed / unreadable (a damaged folder) / missing (planned, no folder yet)."""
     runs = tables.runs
-    out = (
-        {s: int((runs["status"].astype(str) == s).sum()) for s in ("ok", "diverged", "failed")}
-        if len(runs)
-        else {}
-    )
+    out = {s: int((runs["status"].astype(str) == s).sum()) for s in STATUSES} if len(runs) else {}
     planned = tables.info.get("run_ids") or []
     out["unreadable"] = len(tables.unreadable)
     if planned:
         present = set(runs["run_id"].astype(str)) if len(runs) else set()
         accounted = present | set(tables.unreadable)
         out["missing"] = sum(1 for run_id in planned if run_id not in accounted)
-    return {k: v for k, v in out.items() if v or k in ("ok", "diverged", "failed")}
+    return {k: v for k, v in out.items() if v or k in STATUSES}
 
 
 def summary(tables: Tables, main: pd.DataFrame, configs: pd.DataFrame) -> dict:
@@ -253,10 +249,6 @@ def config_table(tables: Tables, configs: pd.DataFrame) -> dict:
     }
 
 
-def derived_glossary() -> list[str]:
-    return list(DERIVED)
-
-
 def environment(exp_dir: Path, tables: Tables, build_seconds: float) -> dict:
     """Versions (runs and report), hardware, the command, and wall times."""
     info = tables.info
@@ -288,13 +280,10 @@ def environment(exp_dir: Path, tables: Tables, build_seconds: float) -> dict:
         if c.startswith("timing/")
     }
     if phases:
-        out["time by phase, sum over runs"] = ", ".join(
-            f"{name.removesuffix('_s').replace('_', ' ')} {seconds:.1f} s"
-            for name, seconds in phases.items()
-        )
+        out["time by phase, sum over runs"] = format_phases(phases)
     times = [
         (p / "summary.json").stat().st_mtime
-        for p in (exp_dir / "runs").glob("*/")
+        for p in (exp_dir / store.RUNS).glob("*/")
         if not p.name.startswith(".") and (p / "summary.json").exists()
     ]
     if len(times) > 1:

@@ -14,7 +14,7 @@ import pandas as pd
 import tensorflow as tf
 
 from keras_ablate import __version__
-from keras_ablate.config import RunSpec
+from keras_ablate.config.schema import RunSpec
 from keras_ablate.data import load_dataset
 from keras_ablate.models import build_model
 from keras_ablate.models.layers import loss_for

@@ -24,6 +24,9 @@ step does; Dropout is skipped (so probes draw no random numbers and leave the tr
 trajectory untouched) and every non-trainable variable (moving statistics) is restored after.
 Gate values (models/cells.gate_values) are recomputed for all timesteps at once from the
 recorded states, in inference mode: batch-normalized cells use their moving statistics there.
+
+Over 400 lines because every instrument reads the one replay of the model on the probe batch
+(ProbeCell inside Probe): split, each part would need that replay or its bookkeeping passed in.
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_ablate.config import parse_clip
+from keras_ablate.config.levels import parse_clip
 
 # Per-step quantities, in column order, before the per-layer norms.
 BASE_QUANTITIES = (

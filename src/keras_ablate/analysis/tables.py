@@ -1,8 +1,11 @@
-"""Read every run folder of an experiment into tidy pandas frames (works on partial results)."""
+"""Read every run folder of an experiment into tidy pandas frames (works on partial results).
+
+`load(dir)` is the entry point of the analysis: its `runs` frame carries every per-run derived
+metric (analysis.metrics), the probe instruments' included.
+"""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -11,10 +14,11 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from keras_ablate import scoring, store
+from keras_ablate.analysis import metrics
+from keras_ablate.analysis.long_tables import LongBuilder, split_layers
 
-# Run folder tables with their own loader; any other <name>.parquet is concatenated as is.
-_KNOWN_TABLES = ("history", "steps")
-STATUSES = ("ok", "diverged", "failed")
+# The order of the status levels in `runs` (any other status recorded follows them).
+STATUSES = (*store.DONE_STATUSES, "failed")
 
 
 @dataclass
@@ -24,7 +28,9 @@ class Tables:
     runs: one row per run: run_id, every setting as a column (dataset options as
         `dataset.<option>`), seed, status, diverged_step, summary numbers, final/... and
         best/... of every history metric, baseline/... (chance and majority-class accuracy,
-        analysis.baselines), and the derived metrics of analysis.metrics.
+        analysis.baselines), and every derived per-run metric (analysis.metrics.GLOSSARY):
+        score, targets, gradient stability, values at the first step, after the first epoch
+        and at the end, and the probe instruments at initialization and at the end.
     history: run_id, epoch, metric, value (long; run_id and metric categorical).
     steps: run_id, step, quantity, layer, value (long, value float32). A per-layer column
         `grad/norm/rnn_0` becomes quantity `grad/norm`, layer `rnn_0`; whole-model
@@ -77,7 +83,7 @@ def load(
     run_ids: list[str] | None = None,
     info: dict | None = None,
 ) -> Tables:
-    """Load an experiment folder (results/<experiment>); with `derive`, add the derived metrics.
+    """Load an experiment folder (results/<experiment>); with `derive`, add every derived metric.
 
     Args:
         run_ids: the plan. Only these runs are loaded; other runs in the folder (an older plan,
@@ -88,15 +94,17 @@ def load(
     A run folder that cannot be read is left out and named in `unreadable`, never an error.
     """
     exp_dir = Path(results_dir)
-    info = read_info(exp_dir) if info is None else dict(info)
+    info = store.read_experiment(exp_dir) if info is None else dict(info)
     rows = []
-    history, steps = _LongBuilder("epoch", "metric"), _LongBuilder("step", "name")
+    history, steps = LongBuilder("epoch", "metric"), LongBuilder("step", "name")
     others: dict[str, list[pd.DataFrame]] = {}
     plan = {run_id: i for i, run_id in enumerate(info.get("run_ids", []))}
     first_seen: dict[str, dict] = {}  # axis -> level -> earliest plan position
     readable, unreadable = store.scan_runs(exp_dir)
     wanted = None if run_ids is None else set(run_ids)
     unplanned = []
+    # Per-run metrics read from a run's own tables as they were written (analysis.metrics).
+    records: dict[str, dict] = {}
     planned_axes = info.get("axes") if wanted is not None else None
     for path, spec, summary in readable:
         run_id = spec["run_id"]
@@ -106,10 +114,12 @@ def load(
             continue
         try:
             row = _run_row(spec, summary)
-            tables = _read_run_tables(path, history, steps)
+            tables, raw = _read_run_tables(path, history, steps)
         except Exception as exc:  # noqa: BLE001 - damaged bytes raise many pyarrow/numpy types
             unreadable[path.name] = f"{type(exc).__name__}: {store.error_text(exc)}"
             continue
+        if derive:
+            records[run_id] = metrics.record_metrics(summary, raw)
         position = plan.get(run_id, len(plan))
         # With a plan, its axes are the factors; a run's spec.json names the axes of the plan
         # that wrote it, which may be an older one (same settings, same run id).
@@ -144,7 +154,7 @@ def load(
     tables = Tables(
         runs=runs,
         history=history.frame("run_id", loaded, "metric"),
-        steps=_split_layers(steps.frame("run_id", loaded, "name")),
+        steps=split_layers(steps.frame("run_id", loaded, "name")),
         axes=axes,
         levels=levels,
         info=info,
@@ -160,9 +170,7 @@ def load(
             tables.extra[name] = frame
     blank_diverged(tables)
     if derive:
-        from keras_ablate.analysis.metrics import add_derived
-
-        add_derived(tables)
+        metrics.add_derived(tables, records)
     return tables
 
 
@@ -221,21 +229,17 @@ def blank_diverged(tables: Tables) -> None:
         runs.loc[(run_ids == str(run_id)).to_numpy(), column] = best
 
 
-def read_info(exp_dir: Path) -> dict:
-    """experiment.json, or {} when there is none (a folder of hand-made runs)."""
-    try:
-        info = json.loads((Path(exp_dir) / "experiment.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return info if isinstance(info, dict) else {}
-
-
-def _read_run_tables(path: Path, history: _LongBuilder, steps: _LongBuilder) -> list[tuple]:
+def _read_run_tables(
+    path: Path, history: LongBuilder, steps: LongBuilder
+) -> tuple[list[tuple], dict[str, pd.DataFrame]]:
     """Every table of one run, read and converted, so that a damaged one raises before any
-    part of this run joins the frames."""
-    out = []
+    part of this run joins the frames; and the run's own tables as written, by name (the wide
+    tables analysis.metrics.record_metrics reads)."""
+    out, raw = [], {}
     for name in _table_names(path):
         table = pq.read_table(path / f"{name}.parquet")
+        if name in metrics.RECORD_TABLES:
+            raw[name] = table.to_pandas()
         if name == "history":
             out.append((name, history.convert(table, np.float64)))
         elif name == "steps":
@@ -243,102 +247,11 @@ def _read_run_tables(path: Path, history: _LongBuilder, steps: _LongBuilder) -> 
             out.append((name, steps.convert(table, np.float32)))
         elif table.num_rows:
             out.append((name, table.to_pandas()))
-    return out
+    return out, raw
 
 
 def _table_names(path: Path) -> list[str]:
     return sorted(p.name[: -len(".parquet")] for p in path.iterdir() if p.name.endswith(".parquet"))
-
-
-class _LongBuilder:
-    """Turns wide per-run tables into one long table with integer codes, one numpy step per run."""
-
-    def __init__(self, index: str, name: str):
-        self.index, self.name = index, name
-        self.codes: dict[str, int] = {}
-        self.parts: list[tuple[np.ndarray, ...]] = []
-
-    def convert(self, table, dtype) -> tuple | None:
-        """(columns, index, values) of a wide table, or None when it holds nothing to add."""
-        columns = [c for c in table.column_names if c != self.index]
-        if not table.num_rows or not columns or self.index not in table.column_names:
-            return None
-        index = table.column(self.index).to_numpy().astype(np.int32)
-        values = np.column_stack(
-            [
-                table.column(c).to_numpy(zero_copy_only=False).astype(dtype, copy=False)
-                for c in columns
-            ]
-        )
-        return columns, index, values
-
-    def add(self, run_code: int, converted: tuple | None) -> None:
-        if converted is None:
-            return
-        columns, index, values = converted
-        codes = np.array(
-            [self.codes.setdefault(c, len(self.codes)) for c in columns], dtype=np.int32
-        )
-        n, q = values.shape
-        self.parts.append(
-            (
-                np.full(n * q, run_code, np.int32),
-                np.repeat(index, q),
-                np.tile(codes, n),
-                values.ravel(),
-            )
-        )
-
-    def frame(self, run_col: str, run_ids: list[str], name_col: str) -> pd.DataFrame:
-        names = list(self.codes)
-        if not self.parts:
-            return pd.DataFrame(
-                {
-                    run_col: pd.Categorical([], categories=run_ids),
-                    self.index: np.zeros(0, np.int32),
-                    name_col: pd.Categorical([], categories=names),
-                    "value": np.zeros(0),
-                }
-            )
-        runs, index, codes, values = (np.concatenate(p) for p in zip(*self.parts, strict=False))
-        return pd.DataFrame(
-            {
-                run_col: pd.Categorical.from_codes(runs, categories=run_ids),
-                self.index: index,
-                name_col: pd.Categorical.from_codes(codes, categories=names),
-                "value": values,
-            }
-        )
-
-
-def split_name(name: str) -> tuple[str, str]:
-    """'grad/norm/rnn_0' -> ('grad/norm', 'rnn_0'); 'grad/global_norm' -> ('grad/global_norm', '')."""
-    parts = name.split("/")
-    return ("/".join(parts[:-1]), parts[-1]) if len(parts) >= 3 else (name, "")
-
-
-def _split_layers(steps: pd.DataFrame) -> pd.DataFrame:
-    """Replace the wide column name by (quantity, layer), mapping codes rather than rows."""
-    names = steps["name"].cat.categories
-    pairs = [split_name(n) for n in names]
-    quantities = list(dict.fromkeys(q for q, _ in pairs))
-    layers = list(dict.fromkeys(["", *(lay for _, lay in pairs)]))
-    q_codes = np.array([quantities.index(q) for q, _ in pairs], dtype=np.int32)
-    l_codes = np.array([layers.index(lay) for _, lay in pairs], dtype=np.int32)
-    codes = steps["name"].cat.codes.to_numpy()
-    return pd.DataFrame(
-        {
-            "run_id": steps["run_id"],
-            "step": steps["step"],
-            "quantity": pd.Categorical.from_codes(
-                q_codes[codes] if len(codes) else codes, categories=quantities
-            ),
-            "layer": pd.Categorical.from_codes(
-                l_codes[codes] if len(codes) else codes, categories=layers
-            ),
-            "value": steps["value"],
-        }
-    )
 
 
 def _cell(value):

@@ -1,9 +1,8 @@
-"""Test the study note's claims: load experiments/claim_*.yaml, run their grids, evaluate rules, report."""
+"""Run the study note's claims: load experiments/claim_*.yaml, run their grids, build each claim's
+per-run table, evaluate its rule and write the claims report."""
 
 from __future__ import annotations
 
-import inspect
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,13 +11,15 @@ from typing import Any
 import pandas as pd
 import yaml
 
-from keras_ablate import yaml_input
-from keras_ablate.analysis.claims import Rule, Verdict, check_rule, evaluate, parse_rule
-from keras_ablate.config import SETTING_KEYS, Experiment, RunSettings, RunSpec, parse_experiment
+from keras_ablate import store, yaml_input
+from keras_ablate.analysis.tables import load
+from keras_ablate.claims.evaluation import Verdict, evaluate
+from keras_ablate.claims.rules import Rule, check_rule, normalize_rule, parse_rule, planned_levels
+from keras_ablate.config.expand import parse_experiment
+from keras_ablate.config.schema import Experiment, RunSpec
 from keras_ablate.errors import ConfigError, UserError
 
 CLAIM_GLOB = "claim_*.yaml"
-CLAIMS_FOLDER = "claims"  # results/claims/<experiment>/ and results/claims/report.html
 
 
 @dataclass
@@ -91,36 +92,6 @@ def load_claim(path: str | Path, overrides: dict[str, Any] | None = None) -> Cla
     return ClaimExperiment(path, exp, specs, rule)
 
 
-def normalize_rule(rule: Rule, source: str) -> Rule:
-    """Spell selector levels the way run settings are stored ('norm:1' -> 'norm:1.0')."""
-    for leaf_rule in rule.leaves():
-        leaf = leaf_rule.body
-        for where in [leaf.where] if leaf_rule.kind == "threshold" else [leaf.a, leaf.b]:
-            for key, level in list(where.items()):
-                if key in SETTING_KEYS:
-                    try:
-                        where[key] = RunSettings.model_validate({key: level}).model_dump(
-                            mode="json"
-                        )[key]
-                    except Exception as exc:  # noqa: BLE001 - pydantic message reworded below
-                        raise ConfigError(f"{source}: claim.rule: {key}={level!r}: {exc}") from None
-    return rule
-
-
-def planned_levels(specs: list[RunSpec]) -> dict[str, list]:
-    levels: dict[str, list] = {}
-    for spec in specs:
-        items = list(spec.settings.items()) + [
-            (f"dataset.{k}", v) for k, v in spec.dataset["options"].items()
-        ]
-        for key, value in items:
-            value = ",".join(map(str, value)) if isinstance(value, list) else value
-            bucket = levels.setdefault(key, [])
-            if value not in bucket:
-                bucket.append(value)
-    return levels
-
-
 def select_claims(
     files: list[Path], only: list[int] | None, overrides=None
 ) -> list[ClaimExperiment]:
@@ -142,9 +113,6 @@ def run_claim(
     console=None,
 ) -> ClaimResult:
     """Run the claim's grid (finished runs are skipped) and evaluate its rule."""
-    from keras_ablate import store
-    from keras_ablate.analysis.claim_metrics import add_missing, claim_table
-
     exp = claim.experiment
     exp_dir = exp.folder(results_root)
     started = time.time()
@@ -152,22 +120,8 @@ def run_claim(
         from keras_ablate import runner
 
         exp_dir.mkdir(parents=True, exist_ok=True)
-        store.write_json_atomic(
-            exp_dir / "experiment.json",
-            {
-                "name": exp.name,
-                "description": exp.description,
-                "source": str(claim.path),
-                "design": exp.design,
-                "axes": list(claim.specs[0].axes),
-                "n_runs": len(claim.specs),
-                "run_ids": [s.run_id for s in claim.specs],
-            },
-        )
-        kwargs = {"console": console} if console is not None else {}
-        if workers is not None and "workers" in inspect.signature(runner.run_grid).parameters:
-            kwargs["workers"] = workers
-        runner.run_grid(claim.specs, exp_dir, **kwargs)
+        store.write_experiment(exp_dir, store.experiment_record(exp, claim.specs, str(claim.path)))
+        runner.run_grid(claim.specs, exp_dir, console=console, workers=workers)
     table = add_missing(claim_table(exp_dir, [s.run_id for s in claim.specs]), claim.specs)
     verdict = evaluate(claim.rule, table)
     counts = (
@@ -187,16 +141,51 @@ def run_claims(
     console=None,
 ) -> tuple[list[ClaimResult], dict[str, Path]]:
     """Run every selected claim, then write results/claims/report.html and report.md."""
-    from keras_ablate.report.claims_report import build_claims_report
+    from keras_ablate.claims.report import build_claims_report
 
     claims = select_claims(claim_files(experiments_dir), only, overrides)
     if not claims:
         raise UserError(f"{experiments_dir}: no {CLAIM_GLOB} files")
-    root = Path(results_dir) / CLAIMS_FOLDER
+    root = Path(results_dir) / store.CLAIMS
     results = [run_claim(c, root, workers=workers, run=run, console=console) for c in claims]
     paths = build_claims_report(results, root)
     return results, paths
 
 
-def slug_of(path: Path) -> str:
-    return re.sub(r"^claim_", "", path.stem)
+def claim_table(exp_dir: str | Path, run_ids: list[str] | None = None) -> pd.DataFrame:
+    """One row per planned run: settings, status, every derived metric (analysis.metrics).
+
+    Args:
+        run_ids: the runs of the current plan; other run folders (older plans) are left out.
+    """
+    runs = load(Path(exp_dir)).runs.copy()
+    if runs.empty:
+        runs = pd.DataFrame(columns=["run_id", "status"])
+    # Categorical columns would refuse the 'missing' status and new levels.
+    runs = runs.astype(
+        {c: object for c in runs.columns if isinstance(runs[c].dtype, pd.CategoricalDtype)}
+    )
+    if run_ids is not None:
+        runs = runs[runs["run_id"].astype(str).isin(run_ids)]
+    if "status" in runs.columns:
+        runs["diverged"] = (runs["status"] == "diverged").astype(float)
+    return runs.reset_index(drop=True)
+
+
+def add_missing(runs: pd.DataFrame, specs) -> pd.DataFrame:
+    """Add a 'missing' row for each planned spec without a run folder (settings filled from the spec)."""
+    have = set(runs["run_id"]) if "run_id" in runs.columns else set()
+    rows = []
+    for spec in specs:
+        if spec.run_id in have:
+            continue
+        row = {"run_id": spec.run_id, "seed": spec.seed, "status": "missing"}
+        row.update(
+            {
+                k: (",".join(map(str, v)) if isinstance(v, list) else v)
+                for k, v in spec.settings.items()
+            }
+        )
+        row.update({f"dataset.{k}": v for k, v in spec.dataset["options"].items()})
+        rows.append(row)
+    return pd.concat([runs, pd.DataFrame(rows)], ignore_index=True) if rows else runs

@@ -14,11 +14,11 @@ matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from jinja2 import Environment, PackageLoader, select_autoescape  # noqa: E402
 
 from keras_ablate import store  # noqa: E402
 from keras_ablate.analysis import baselines  # noqa: E402
-from keras_ablate.analysis.claims import select  # noqa: E402
+from keras_ablate.claims.evaluation import select  # noqa: E402
+from keras_ablate.report.templating import environment  # noqa: E402
 
 COLOURS = {"supported": "#1a7f37", "contradicted": "#cf222e", "inconclusive": "#9a6700"}
 GROUP_COLOURS = ("#0969da", "#bc4c00", "#8250df")
@@ -158,7 +158,7 @@ def _setup(claim) -> dict:
 def build_claims_report(results: list, out_dir: str | Path) -> dict[str, Path]:
     """Write report.html (figures embedded) and report.md (figures next to it) into out_dir."""
     out_dir = Path(out_dir)
-    fig_dir = out_dir / "figures"
+    fig_dir = out_dir / store.FIGURES
     sections = []
     for result in results:
         claim = result.claim
@@ -180,7 +180,7 @@ def build_claims_report(results: list, out_dir: str | Path) -> dict[str, Path]:
                 if "wall_time_s" in result.table
                 else 0.0,
                 "figure_uri": _data_uri(fig) if fig else None,
-                "figure_file": f"figures/{fig.name}" if fig else None,
+                "figure_file": f"{store.FIGURES}/{fig.name}" if fig else None,
             }
         )
     counts = {v: sum(s["verdict"] == v for s in sections) for v in COLOURS}
@@ -191,30 +191,12 @@ def build_claims_report(results: list, out_dir: str | Path) -> dict[str, Path]:
         "generated": time.strftime("%Y-%m-%d %H:%M:%S"),
         "total_wall_time_s": sum(s["wall_time_s"] for s in sections),
     }
-    env = _environment(autoescape=True)
     out_dir.mkdir(parents=True, exist_ok=True)
-    store.write_text_atomic(
-        out_dir / "report.html", env.get_template("claims.html.j2").render(**context)
-    )
-    store.write_text_atomic(
-        out_dir / "report.md",
-        _environment(autoescape=False).get_template("claims.md.j2").render(**context),
-    )
-    return {"html": out_dir / "report.html", "md": out_dir / "report.md"}
-
-
-def _environment(autoescape: bool) -> Environment:
-    # HTML escapes every user string; Markdown is not HTML (escaping would print &#39;).
-    env = Environment(
-        loader=PackageLoader("keras_ablate.report", "templates"),
-        autoescape=select_autoescape(default_for_string=True, default=True)
-        if autoescape
-        else False,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
-    env.filters["fmt"] = _fmt
-    return env
+    html = environment("html", {"fmt": _fmt}).get_template("claims.html.j2").render(**context)
+    md = environment("markdown", {"fmt": _fmt}).get_template("claims.md.j2").render(**context)
+    store.write_text_atomic(out_dir / store.REPORT_HTML, html)
+    store.write_text_atomic(out_dir / store.REPORT_MD, md)
+    return {"html": out_dir / store.REPORT_HTML, "md": out_dir / store.REPORT_MD}
 
 
 def _fmt(value) -> str:

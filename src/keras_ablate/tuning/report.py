@@ -14,9 +14,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
 
-TUNING = "tuning"
-TRIALS_FILE = "trials.parquet"
-BEST_FILE = "best.yaml"
+from keras_ablate import store  # noqa: E402
+
 # Shown in the table next to the hp columns; the rest of the metrics stay in trials.parquet.
 SHOWN_METRICS = ("val/loss", "val/accuracy", "val/mse", "diverged_step", "wall_time_s")
 
@@ -28,17 +27,17 @@ def tuning_section(exp_dir: str | Path, fig_dir: str | Path) -> list[dict]:
         dicts with arm, objective, best (best.yaml content or None), figure path (or None),
         columns and rows of the trials table.
     """
-    root = Path(exp_dir) / TUNING
+    root = Path(exp_dir) / store.TUNING
     if not root.is_dir():
         return []
     fig_dir = Path(fig_dir)
     sections = []
-    for path in sorted(root.glob(f"*/{TRIALS_FILE}")):
+    for path in sorted(root.glob(f"*/{store.TRIALS_FILE}")):
         arm = path.parent.name
         trials = pd.read_parquet(path)
         if trials.empty:
             continue
-        best_path = path.parent / BEST_FILE
+        best_path = path.parent / store.BEST_FILE
         best = (
             yaml.safe_load(best_path.read_text(encoding="utf-8")) if best_path.is_file() else None
         )

@@ -10,23 +10,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from keras_ablate import yaml_input
-from keras_ablate.config import (
-    DATASET_AXIS_PREFIX,
-    Experiment,
-    RunSettings,
-    RunSpec,
-    _check_key,
-    _freeze,
-    _Locator,
-    _raise_validation,
-    _validate_setting,
-    filter_specs,
-)
+from keras_ablate import store, yaml_input
+from keras_ablate.config.levels import DATASET_AXIS_PREFIX
+from keras_ablate.config.locate import Locator, raise_validation
+from keras_ablate.config.schema import Experiment, RunSettings, RunSpec
+from keras_ablate.config.select import filter_specs
+from keras_ablate.config.validate import check_key, freeze, validate_setting
 from keras_ablate.errors import UserError, unknown_name
 
-TUNING = "tuning"
-BEST_FILE = "best.yaml"
 KINDS = ("int", "float", "choice")
 
 
@@ -69,15 +60,15 @@ class SearchDim:
     values: tuple = ()
 
 
-def search_space(exp: Experiment, loc: _Locator | None = None) -> dict[str, SearchDim]:
+def search_space(exp: Experiment, loc: Locator | None = None) -> dict[str, SearchDim]:
     """Validate `tune:` and return its search space, one SearchDim per tuned setting.
 
     Raises:
         ConfigError: naming the file, line and key, with the valid choices.
     """
-    from keras_ablate.objectives import OBJECTIVES
+    from keras_ablate.tuning.objectives import OBJECTIVES
 
-    loc = loc or _Locator("<experiment>", "")
+    loc = loc or Locator("<experiment>", "")
     tune = exp.tune
     if tune is None:
         raise loc.error((), "no 'tune:' section: add one with a search space to tune")
@@ -103,13 +94,13 @@ def search_space(exp: Experiment, loc: _Locator | None = None) -> dict[str, Sear
     }
 
 
-def _dimension(loc: _Locator, path: tuple, key: str, spec: Any, exp: Experiment) -> SearchDim:
+def _dimension(loc: Locator, path: tuple, key: str, spec: Any, exp: Experiment) -> SearchDim:
     if key.startswith(DATASET_AXIS_PREFIX):
         raise loc.error(
             path,
             "dataset options cannot be tuned (every trial must see the same data); tune settings",
         )
-    _check_key(loc, path, key)
+    check_key(loc, path, key)
     if key in exp.grid:
         raise loc.error(
             path,
@@ -134,13 +125,13 @@ def _dimension(loc: _Locator, path: tuple, key: str, spec: Any, exp: Experiment)
     try:
         dim = model.model_validate(spec)
     except ValidationError as exc:
-        _raise_validation(loc, path, exc, model)
+        raise_validation(loc, path, exc, model)
     ds_name = exp.dataset.name
     if kind == "choice":
         if not dim.values:
             raise loc.error(path + ("values",), "empty choice: give at least one value")
         values = [
-            _validate_setting(loc, path + ("values", i), key, v, ds_name)
+            validate_setting(loc, path + ("values", i), key, v, ds_name)
             for i, v in enumerate(dim.values)
         ]
         seen: set[str] = set()
@@ -150,9 +141,9 @@ def _dimension(loc: _Locator, path: tuple, key: str, spec: Any, exp: Experiment)
                     path + ("values", i),
                     "a choice must be a single value (a number, a name or true/false)",
                 )
-            if _freeze(v) in seen:
+            if freeze(v) in seen:
                 raise loc.error(path + ("values", i), f"value {v!r} appears twice")
-            seen.add(_freeze(v))
+            seen.add(freeze(v))
         return SearchDim(key, "choice", values=tuple(values))
     annotation = RunSettings.model_fields[key].annotation
     if annotation is not {"int": int, "float": float}[kind]:
@@ -171,7 +162,7 @@ def _dimension(loc: _Locator, path: tuple, key: str, spec: Any, exp: Experiment)
         "min",
         "max",
     ):  # The bounds must be valid values of the setting (e.g. dropout < 1).
-        _validate_setting(loc, path + (bound,), key, getattr(dim, bound), ds_name)
+        validate_setting(loc, path + (bound,), key, getattr(dim, bound), ds_name)
     return SearchDim(key, kind, min=dim.min, max=dim.max, step=dim.step, log=dim.log)
 
 
@@ -183,18 +174,18 @@ def arm_name(axes: dict[str, Any]) -> str:
 
 
 def tuning_root(exp: Experiment, results_dir: str | Path) -> Path:
-    return exp.folder(results_dir) / TUNING
+    return exp.folder(results_dir) / store.TUNING
 
 
 def tuned_values(
-    exp: Experiment, combos: list[dict], loc: _Locator, results_dir: str | Path
+    exp: Experiment, combos: list[dict], loc: Locator, results_dir: str | Path
 ) -> Callable[[dict], tuple[dict, str]]:
     """Resolve `base_from` for every arm up front; return combo -> (tuned settings, the file they came from).
 
     A file applies to every arm; a folder (`tuning` = results/<experiment>/tuning) holds one
     <arm>/best.yaml per arm, and an arm without one is an error (a fair comparison tunes every arm).
     """
-    if exp.base_from == TUNING:
+    if exp.base_from == store.TUNING:
         root = tuning_root(exp, results_dir)
     else:
         root = Path(exp.base_from)
@@ -210,10 +201,10 @@ def tuned_values(
             f"no tuned settings at {root}: run `keras-ablate tune {loc.source}` first, or remove base_from",
         )
     found: dict[str, tuple[dict, str]] = {}
-    tuned_arms = sorted(p.parent.name for p in root.glob(f"*/{BEST_FILE}"))
+    tuned_arms = sorted(p.parent.name for p in root.glob(f"*/{store.BEST_FILE}"))
     for combo in combos:
         name = arm_name(combo)
-        path = root / name / BEST_FILE
+        path = root / name / store.BEST_FILE
         if not path.is_file():
             flags = " ".join(f"--arm {k}={v}" for k, v in combo.items())
             raise loc.error(
@@ -228,14 +219,14 @@ def tuned_values(
 def _read_best(path: Path) -> dict[str, Any]:
     """The `settings:` of a best.yaml, validated like base entries (errors name that file)."""
     raw, lines = yaml_input.load(yaml_input.read_text(path), str(path))
-    loc = _Locator(str(path), lines=lines)
+    loc = Locator(str(path), lines=lines)
     if not isinstance(raw, dict) or not isinstance(raw.get("settings"), dict):
         raise loc.error((), "a best-settings file needs a 'settings:' mapping (setting: value)")
     out = {}
     for key, value in raw["settings"].items():
         if str(key).startswith(DATASET_AXIS_PREFIX):
             raise loc.error(("settings", key), "dataset options cannot come from tuning")
-        out[key] = _validate_setting(loc, ("settings", key), key, value, None)
+        out[key] = validate_setting(loc, ("settings", key), key, value, None)
     return out
 
 

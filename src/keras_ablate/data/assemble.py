@@ -1,0 +1,183 @@
+"""Split, tokenize and assemble a text Dataset: labels to ids, stratified splits, TextVectorization, padding."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+
+from keras_ablate.data.base import Dataset
+from keras_ablate.data.text_options import TokenizedOptions
+from keras_ablate.errors import DataError
+
+
+def label_ids(labels: list[str], class_names: list[str] | None) -> tuple[np.ndarray, list[str]]:
+    if class_names is None:
+        distinct = set(labels)
+        # Integer labels sort as numbers (2 before 10); anything else sorts as text.
+        numeric = all(re.fullmatch(r"[+-]?\d+", label) for label in distinct)
+        class_names = sorted(distinct, key=int if numeric else str)
+    index = {name: i for i, name in enumerate(class_names)}
+    return np.array([index[label] for label in labels], dtype=np.int32), class_names
+
+
+def stratified_take(
+    y: np.ndarray, fraction: float, rng, minimum: int, leave: int = 0
+) -> np.ndarray:
+    """Sorted indices of a seeded sample holding round(fraction * count) of each class, clipped."""
+    taken = []
+    for c in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == c))
+        k = int(
+            np.clip(
+                round(len(members) * fraction), min(minimum, len(members)), len(members) - leave
+            )
+        )
+        taken.append(members[:k])
+    return np.sort(np.concatenate(taken))
+
+
+def build(
+    name, opts, source, texts, labels, *, val=None, class_names=None, meta=None, column="label"
+) -> Dataset:
+    y, class_names = label_ids(labels, class_names)
+    check_classes(source, y, class_names, opts, column, split=val is None)
+    texts = np.asarray(texts, dtype=object)
+    rng = np.random.default_rng(opts.seed)
+    if opts.n_max is not None and opts.n_max < len(y):
+        # At least 2 per class survive, so the split below still finds one of each for validation.
+        keep = stratified_take(y, opts.n_max / len(y), rng, minimum=2)
+        texts, y = texts[keep], y[keep]
+    if val is None:
+        val_mask = np.zeros(len(y), dtype=bool)
+        val_mask[stratified_take(y, opts.val_fraction, rng, minimum=1, leave=1)] = True
+        train_idx, val_idx = (
+            rng.permutation(np.flatnonzero(~val_mask)),
+            rng.permutation(np.flatnonzero(val_mask)),
+        )
+        train_texts, y_train, val_texts, y_val = (
+            texts[train_idx],
+            y[train_idx],
+            texts[val_idx],
+            y[val_idx],
+        )
+    else:
+        train_idx = rng.permutation(len(y))
+        train_texts, y_train = texts[train_idx], y[train_idx]
+        val_y, _ = label_ids(val[1], class_names)
+        val_idx = np.arange(len(val_y))
+        if opts.n_max is not None and opts.n_max < len(val_y):
+            val_idx = stratified_take(val_y, opts.n_max / len(val_y), rng, minimum=1)
+        val_idx = rng.permutation(val_idx)
+        val_texts, y_val = np.asarray(val[0], dtype=object)[val_idx], val_y[val_idx]
+    x_train, x_val, vocabulary, lengths = tokenize(train_texts, val_texts, opts)
+    meta = {"source": source, **(meta or {}), **length_stats(lengths, opts.max_length)}
+    meta["vocabulary_head"] = vocabulary[2:12]  # After "" (padding) and "[UNK]".
+    return dataset(name, x_train, y_train, x_val, y_val, len(vocabulary), class_names, meta)
+
+
+def check_classes(source, y, class_names, opts, column: str, split: bool) -> None:
+    """At least two classes, and (when validation is split off) at least two examples of each."""
+    if len(class_names) < 2:
+        raise DataError(
+            f"{source}: only one class ('{class_names[0]}') in column '{column}'; classification needs at least 2"
+        )
+    if not split:
+        return
+    counts = np.bincount(y, minlength=len(class_names))
+    if counts.min() < 2:
+        rare = [f"'{class_names[c]}' ({counts[c]})" for c in np.flatnonzero(counts < 2)]
+        which = (
+            f"class {rare[0]} has"
+            if len(rare) == 1
+            else f"{len(rare)} classes ({', '.join(rare[:5])}) have"
+        )
+        # Mostly one-example classes suggest the text column was named as the label column.
+        hint = (
+            f"; is '{column}' the label column?" if len(class_names) > max(10, len(y) / 2) else ""
+        )
+        raise DataError(
+            f"{source}: {which} too few examples in column '{column}': a stratified "
+            f"split with val_fraction={opts.val_fraction} needs at least 2 per class (one to train on, one to "
+            f"validate); add examples, drop the class, or give a val_path{hint}"
+        )
+
+
+def _standardizer(lowercase: bool, strip_punctuation: bool):
+    import tensorflow as tf
+
+    def standardize(text):
+        if lowercase:
+            text = tf.strings.lower(text, encoding="utf-8")
+        if strip_punctuation:
+            # Unicode classes, so "，" and "。" go too, while CJK characters (letters) stay.
+            text = tf.strings.regex_replace(text, r"[\p{P}\p{S}]", "")
+        # Whitespace runs become one space, so character tokens do not count layout.
+        return tf.strings.strip(tf.strings.regex_replace(text, r"\s+", " "))
+
+    return standardize
+
+
+def tokenize(train_texts, val_texts, opts: TokenizedOptions):
+    """Fit a TextVectorization vocabulary on the training texts only; encode both splits."""
+    import keras
+
+    vectorizer = keras.layers.TextVectorization(
+        max_tokens=opts.vocab_size,
+        standardize=_standardizer(opts.lowercase, opts.strip_punctuation),
+        split="character" if opts.tokenize == "character" else "whitespace",
+        output_mode="int",
+        ragged=True,  # Padding happens below, where the true lengths are still known.
+    )
+    vectorizer.adapt(np.asarray(train_texts, dtype=object), batch_size=1024)
+    encoded = []
+    for texts in (train_texts, val_texts):
+        values, lengths = [], []
+        for start in range(0, len(texts), 4096):
+            ragged = vectorizer(np.asarray(texts[start : start + 4096], dtype=object))
+            values.append(ragged.flat_values.numpy().astype(np.int32))
+            lengths.append(ragged.row_lengths().numpy())
+        values, lengths = np.concatenate(values), np.concatenate(lengths)
+        encoded.append((pad(values, lengths, opts.max_length, opts.padding), lengths))
+    vocabulary = [str(token) for token in vectorizer.get_vocabulary()]
+    return encoded[0][0], encoded[1][0], vocabulary, encoded[0][1]
+
+
+def pad(values: np.ndarray, lengths: np.ndarray, max_length: int, padding: str) -> np.ndarray:
+    """Rows of a flat token array -> (n, max_length) int32, keeping each row's first max_length tokens."""
+    n = len(lengths)
+    out = np.zeros((n, max_length), dtype=np.int32)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    kept = np.minimum(lengths, max_length).astype(np.int64)
+    rows = np.repeat(np.arange(n), kept)
+    offsets = np.arange(kept.sum()) - np.repeat(np.cumsum(kept) - kept, kept)
+    cols = offsets if padding == "post" else offsets + np.repeat(max_length - kept, kept)
+    out[rows, cols] = values[np.repeat(starts, kept) + offsets]
+    return out
+
+
+def length_stats(lengths: np.ndarray, max_length: int) -> dict:
+    return {
+        "mean_length_train": float(lengths.mean()),
+        "truncated_fraction_train": float((lengths > max_length).mean()),
+    }
+
+
+def dataset(name, x_train, y_train, x_val, y_val, vocab_size, class_names, meta) -> Dataset:
+    n_classes = len(class_names)
+    counts = np.bincount(y_train, minlength=n_classes)
+    meta["class_balance_train"] = {c: int(k) for c, k in zip(class_names, counts, strict=True)}
+    meta["majority_baseline_val"] = float(np.bincount(y_val).max() / len(y_val))
+    return Dataset(
+        name=name,
+        x_train=x_train,
+        y_train=y_train.astype(np.int32),
+        x_val=x_val,
+        y_val=y_val.astype(np.int32),
+        task="binary" if n_classes == 2 else "multiclass",
+        input_kind="tokens",
+        vocab_size=int(vocab_size),
+        n_classes=n_classes,
+        class_names=list(class_names),
+        meta=meta,
+    )

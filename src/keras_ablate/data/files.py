@@ -1,0 +1,163 @@
+"""User files (csv, tsv, jsonl): read and checked record by record, with the line of every problem."""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+import json
+from pathlib import Path
+
+from keras_ablate.data.assemble import build
+from keras_ablate.data.base import Dataset
+from keras_ablate.data.text_options import FileOptions
+from keras_ablate.errors import DataError, suggest
+
+
+def existing_file(path: str, what: str) -> Path:
+    resolved = Path(path).expanduser()
+    if resolved.is_dir():
+        raise DataError(f"{what} {path} is a folder, not a file")
+    if not resolved.is_file():
+        raise DataError(
+            f"{what} {path} not found (relative paths are read from the working directory {Path.cwd()})"
+        )
+    return resolved
+
+
+def read_user_records(fmt: str, opts: FileOptions, files: list[Path]):
+    """(texts, labels, val) of a user file; val is (texts, labels) of val_path, or None."""
+    texts, labels, _ = read_records(fmt, files[0], opts)
+    val = None
+    if len(files) > 1:
+        val_texts, val_labels, val_lines = read_records(fmt, files[1], opts)
+        known = set(labels)
+        for label, line in zip(val_labels, val_lines, strict=True):
+            if label not in known:
+                raise DataError(
+                    f"{files[1]} line {line}: label '{label}' never occurs in {files[0]}; "
+                    f"training labels: {', '.join(sorted(known))}"
+                )
+        val = (val_texts, val_labels)
+    return texts, labels, val
+
+
+def build_user_file(fmt: str, opts: FileOptions, files: list[Path]) -> Dataset:
+    texts, labels, val = read_user_records(fmt, opts, files)
+    meta = {"source": str(files[0]), "format": fmt}
+    if val is not None:
+        meta["val_source"] = str(files[1])
+    return build(
+        fmt, opts, str(files[0]), texts, labels, val=val, meta=meta, column=opts.label_column
+    )
+
+
+def read_records(fmt: str, path: Path, opts: FileOptions) -> tuple[list[str], list[str], list[int]]:
+    """Parse one file into texts, labels (as strings) and the line each record starts on."""
+    raw = path.read_bytes()
+    # utf-8-sig drops the byte-order mark spreadsheet programs put in front of the header.
+    encoding = "utf-8-sig" if codecs.lookup(opts.encoding).name == "utf-8" else opts.encoding
+    try:
+        text = raw.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        bad = raw[exc.start : exc.end]
+        raise DataError(
+            f"{path} line {line}: bytes {bad!r} are not valid {opts.encoding}; set the encoding option "
+            "(for example latin-1, cp1252, gb18030) or fix the file"
+        ) from None
+    if not text.strip():
+        raise DataError(f"{path} is empty")
+    rows = (
+        _jsonl_rows(path, text, opts) if fmt == "jsonl" else _delimited_rows(fmt, path, text, opts)
+    )
+    if not rows:
+        raise DataError(f"{path} has no data rows")
+    texts, labels, lines = [], [], []
+    for line, value, label in rows:
+        if isinstance(label, bool):
+            label = "true" if label else "false"
+        elif isinstance(label, float) and label.is_integer():
+            label = int(label)
+        if not isinstance(label, (str, int)) or not str(label).strip():
+            raise DataError(
+                f"{path} line {line}: label {label!r} in '{opts.label_column}' must be a non-empty string or integer"
+            )
+        if not isinstance(value, str):
+            raise DataError(
+                f"{path} line {line}: text {value!r} in '{opts.text_column}' must be a string"
+            )
+        texts.append(value)
+        labels.append(str(label).strip())
+        lines.append(line)
+    return texts, labels, lines
+
+
+def _missing_column(path: Path, column: str, option: str, found: list[str]) -> DataError:
+    return DataError(
+        f"{path}: no column '{column}'{suggest(column, found)}; columns found: {', '.join(found)} "
+        f"(set the {option} option)"
+    )
+
+
+def _delimited_rows(fmt: str, path: Path, text: str, opts: FileOptions) -> list[tuple]:
+    # TSV files rarely quote, and a lone '"' in a review must not swallow the following lines.
+    quoting = csv.QUOTE_NONE if fmt == "tsv" else csv.QUOTE_MINIMAL
+    # Long documents exceed csv's 128 KiB default field limit; the limit is process-wide but harmless.
+    csv.field_size_limit(2**31 - 1)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=opts.delimiter, quoting=quoting)
+    rows, header, end = [], None, 0
+    try:
+        for record in reader:
+            start, end = end + 1, reader.line_num
+            if not record or (len(record) == 1 and not record[0].strip()):
+                continue  # blank line
+            if header is None:
+                header = [name.strip() for name in record]
+                for column, option in (
+                    (opts.text_column, "text_column"),
+                    (opts.label_column, "label_column"),
+                ):
+                    if column not in header:
+                        raise _missing_column(path, column, option, header)
+                text_at, label_at = header.index(opts.text_column), header.index(opts.label_column)
+                header_line = start
+                continue
+            if len(record) != len(header):
+                raise DataError(
+                    f"{path} line {start}: {len(record)} fields, but the header (line {header_line}) has "
+                    f"{len(header)} ({', '.join(header)}); quote fields that contain {opts.delimiter!r}"
+                )
+            rows.append((start, record[text_at], record[label_at]))
+    except csv.Error as exc:
+        raise DataError(f"{path} line {reader.line_num}: {exc}") from None
+    return rows
+
+
+def _jsonl_rows(path: Path, text: str, opts: FileOptions) -> list[tuple]:
+    rows = []
+    # split("\n"), not splitlines(): JSON strings may hold raw U+2028 and similar separators.
+    for line, content in enumerate(text.split("\n"), start=1):
+        if not content.strip():
+            continue
+        try:
+            record = json.loads(content)
+        except json.JSONDecodeError as exc:
+            raise DataError(
+                f"{path} line {line}: not valid JSON ({exc.msg} at column {exc.colno})"
+            ) from None
+        if not isinstance(record, dict):
+            raise DataError(
+                f"{path} line {line}: expected a JSON object per line, got {type(record).__name__}"
+            )
+        for column, option in (
+            (opts.text_column, "text_column"),
+            (opts.label_column, "label_column"),
+        ):
+            if column not in record:
+                error = _missing_column(path, column, option, list(record))
+                if rows:  # Past the first record, the line number says which record lacks it.
+                    error = DataError(f"{error} (line {line})")
+                raise error
+        rows.append((line, record[opts.text_column], record[opts.label_column]))
+    return rows
