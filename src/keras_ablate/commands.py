@@ -59,12 +59,16 @@ def cmd_plan(args) -> int:
         print(json.dumps([s.to_json() for s in specs], indent=2))
         return 0
     axes = list(specs[0].axes) if specs else []
+    rates = exp.protocol.learning_rate if exp.protocol else []
+    per_arm = f", {len(rates)} learning rates per arm (protocol)" if rates else ""
     table = Table(
-        title=f"{exp.name}: {len(specs)} runs ({exp.design}, {len(exp.seed_list)} seed(s)) -> {exp_dir}"
+        title=f"{exp.name}: {len(specs)} runs ({exp.design}, {len(exp.seed_list)} seed(s)"
+        f"{per_arm}) -> {exp_dir}"
     )
-    # Values from base_from are shown per run with the file they came from (origins != base/grid).
+    # Values from base_from or the protocol are shown per run with where they came from.
     tuned_from = sorted({o for s in specs for o in s.origins.values() if o not in ("base", "grid")})
-    for col in ["#", "run_id", *axes, "seed", *(["tuned (base_from)"] if tuned_from else [])]:
+    title = "tuned (base_from)" if "protocol" not in tuned_from else "tuned / protocol"
+    for col in ["#", "run_id", *axes, "seed", *([title] if tuned_from else [])]:
         table.add_column(col)
     for i, s in enumerate(specs, 1):
         tuned = (
@@ -84,8 +88,17 @@ def cmd_plan(args) -> int:
     console = Console()
     console.print(table)
     if tuned_from:
+        tuned_files = [o for o in tuned_from if o != "protocol"]
         console.print(
-            "values: axes from grid; tuned values from " + ", ".join(tuned_from), soft_wrap=True
+            "values: axes from grid"
+            + ("; tuned values from " + ", ".join(tuned_files) if tuned_files else "")
+            + (
+                f"; learning_rate from protocol (each arm at {', '.join(f'{r:g}' for r in rates)}; "
+                f"the report compares each arm at the rate with the best {exp.protocol.select_on})"
+                if rates
+                else ""
+            ),
+            soft_wrap=True,
         )
         console.print(
             "everything else from base, or the defaults where base does not set it", soft_wrap=True

@@ -117,6 +117,8 @@ def experiment_record(
         "n_runs": len(specs),
         "run_ids": [s.run_id for s in specs],
     }
+    if exp.protocol is not None:
+        record["protocol"] = exp.protocol.model_dump()
     if command is not None:
         record["command"] = command
     return record

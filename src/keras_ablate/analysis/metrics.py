@@ -93,13 +93,18 @@ GLOSSARY: dict[str, str] = {
 
 
 def chosen_metric(tables: Tables) -> str:
-    """YAML analysis.metric, else val/<the task metric the runs recorded>, else val/loss."""
+    """YAML analysis.metric, else test/<the task metric the runs recorded> when the runs have a
+    held-out test score (nothing is selected on it), else val/<that metric>, else val/loss."""
     configured = (tables.info.get("analysis") or {}).get("metric")
     if configured:
         return configured
     runs = tables.runs
     if "metric" in runs.columns and runs["metric"].notna().any():
-        return f"val/{runs['metric'].dropna().iloc[0]}"
+        metric = runs["metric"].dropna().iloc[0]
+        held_out = f"final/test/{metric}"
+        if held_out in runs.columns and runs[held_out].notna().any():
+            return f"test/{metric}"
+        return f"val/{metric}"
     return "val/loss"
 
 

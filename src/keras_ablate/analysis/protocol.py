@@ -12,11 +12,15 @@ test score of the selected runs is still a held-out estimate.
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from keras_ablate import scoring
+
+if TYPE_CHECKING:
+    from keras_ablate.analysis.tables import Tables
 
 RATE = "learning_rate"
 
@@ -74,3 +78,32 @@ def selected_runs(runs: pd.DataFrame, selection: pd.DataFrame, axes: list[str]) 
     chosen = selection.loc[selection["selected"], [*axes, RATE]]
     merged = runs.merge(chosen, on=[*axes, RATE], how="inner")
     return merged.reset_index(drop=True)
+
+
+def apply_protocol(tables: Tables, protocol: dict) -> None:
+    """Keep, in every frame of `tables`, only the runs at their arm's selected rate.
+
+    Every run stays in `tables.all_runs` (for the sensitivity curves), and the selection
+    (select_rates) in `tables.protocol`. Effects, figures and the run table then compare arms
+    at their own rates.
+    """
+    runs = tables.runs
+    if runs.empty or RATE not in runs.columns:
+        return
+    selection = select_rates(runs, tables.axes, protocol["select_on"], protocol["learning_rate"])
+    kept = set(selected_runs(runs, selection, tables.axes)["run_id"].astype(str))
+    tables.all_runs = runs
+    tables.protocol = selection
+    tables.runs = _only(runs, kept)
+    tables.history = _only(tables.history, kept)
+    tables.steps = _only(tables.steps, kept)
+    if tables.timesteps is not None:
+        tables.timesteps = _only(tables.timesteps, kept)
+    tables.extra = {name: _only(frame, kept) for name, frame in tables.extra.items()}
+
+
+def _only(frame: pd.DataFrame, run_ids: set[str]) -> pd.DataFrame:
+    out = frame[frame["run_id"].astype(str).isin(run_ids)].reset_index(drop=True)
+    if isinstance(out["run_id"].dtype, pd.CategoricalDtype):
+        out["run_id"] = out["run_id"].cat.remove_unused_categories()
+    return out

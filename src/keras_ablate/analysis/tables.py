@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from keras_ablate import scoring, store
-from keras_ablate.analysis import metrics
+from keras_ablate.analysis import metrics, protocol
 from keras_ablate.analysis.long_tables import LongBuilder, split_layers
 
 # The order of the status levels in `runs` (any other status recorded follows them).
@@ -54,6 +54,9 @@ class Tables:
     # be read; and the readable runs that are not in the plan, as {run_id, status, label}.
     unreadable: dict[str, str] = field(default_factory=dict)
     unplanned: list[dict] = field(default_factory=list)
+    # With a `protocol:` (analysis.protocol): every run, and each arm's rate selection.
+    all_runs: pd.DataFrame | None = None
+    protocol: pd.DataFrame | None = None
 
     def quantity(self, quantity: str, layer: str = "") -> pd.DataFrame:
         """Rows of `steps` for one quantity (and layer): run_id, step, value."""
@@ -171,6 +174,8 @@ def load(
     blank_diverged(tables)
     if derive:
         metrics.add_derived(tables, records)
+        if info.get("protocol"):
+            protocol.apply_protocol(tables, info["protocol"])
     return tables
 
 

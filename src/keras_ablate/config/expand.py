@@ -24,6 +24,7 @@ from keras_ablate.config.schema import (
     AnalysisSection,
     DatasetSection,
     Experiment,
+    ProtocolSection,
     ResourcesSection,
     RunSettings,
     RunSpec,
@@ -89,6 +90,7 @@ def _model_for_loc(exc: ValidationError):
         ("analysis",): AnalysisSection,
         ("tune",): TuneSection,
         ("resources",): ResourcesSection,
+        ("protocol",): ProtocolSection,
     }
     return {(): Experiment, **sections}.get(tuple(loc[:-1]), Experiment)
 
@@ -112,15 +114,18 @@ def expand(
     _reference_stage(exp, loc, axes)
     if exp.tune is not None:
         tuning.search_space(exp, loc)
+    rates = _protocol_stage(exp, loc, axes)
     seeds = check_seeds(exp, loc)
-    check_plan_size(axes, exp.design, len(seeds), loc)
+    check_plan_size(axes, exp.design, len(seeds) * max(len(rates), 1), loc)
     combos = list(design_points(axes, exp.design))
     tuned = (
         tuning.tuned_values(exp, combos, loc, results_dir)
         if exp.base_from and use_base_from
         else None
     )
-    specs, small_data = _specs_stage(exp, loc, ds_entry, base, combos, excludes, tuned, seeds)
+    specs, small_data = _specs_stage(
+        exp, loc, ds_entry, base, combos, excludes, tuned, seeds, rates
+    )
     if not specs:
         raise loc.error(("exclude",), "every run of the grid is excluded: nothing to run")
     exp._warnings = [_batch_warning(loc, exp, batch, n) for batch, n in sorted(small_data)]
@@ -217,10 +222,29 @@ def _reference_stage(exp: Experiment, loc: Locator, axes: dict) -> None:
             )
 
 
+def _protocol_stage(exp: Experiment, loc: Locator, axes: dict) -> list[float]:
+    """`protocol:` rates (none without a protocol); the rate it chooses cannot also be an axis."""
+    if exp.protocol is None:
+        return []
+    if "learning_rate" in axes:
+        raise loc.error(
+            ("grid", "learning_rate"),
+            "learning_rate is both a grid axis and chosen per arm by protocol.learning_rate: "
+            "keep one (an axis compares rates; the protocol gives each arm its best one)",
+        )
+    return [
+        validate_setting(
+            loc, ("protocol", "learning_rate", i), "learning_rate", r, exp.dataset.name
+        )
+        for i, r in enumerate(exp.protocol.learning_rate)
+    ]
+
+
 def _specs_stage(
-    exp: Experiment, loc: Locator, ds_entry, base: dict, combos, excludes, tuned, seeds
+    exp: Experiment, loc: Locator, ds_entry, base: dict, combos, excludes, tuned, seeds, rates
 ) -> tuple[list[RunSpec], set[tuple[int, int]]]:
-    """Merge, validate and fingerprint every design point; one RunSpec per point and seed.
+    """Merge, validate and fingerprint every design point; one RunSpec per point, protocol rate
+    (if any) and seed. A protocol rate is not an axis: the arm is the design point.
 
     Returns the specs and the (batch_size, training examples) pairs where a batch is larger
     than the training set (a warning, not an error).
@@ -230,13 +254,16 @@ def _specs_stage(
     fingerprints: dict[str, dict | None] = {}
     train_sizes: dict[str, int | None] = {}
     small_data: set[tuple[int, int]] = set()
-    for combo in combos:
+    points = [(combo, rate) for combo in combos for rate in (rates or [None])]
+    for combo, rate in points:
         tuned_here, tuned_from = tuned(combo) if tuned else ({}, "")
-        merged = {**base, **tuned_here, **combo}
+        protocol = {} if rate is None else {"learning_rate": rate}
+        merged = {**base, **tuned_here, **combo, **protocol}
         origins = {
             **dict.fromkeys(base, "base"),
             **dict.fromkeys(tuned_here, tuned_from),
             **dict.fromkeys(combo, "grid"),
+            **dict.fromkeys(protocol, "protocol"),
         }
         if any(
             all(freeze(merged.get(k)) == freeze(v) for k, v in rule.items()) for rule in excludes

@@ -161,6 +161,39 @@ class DatasetSection(BaseModel):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+class ProtocolSection(BaseModel):
+    """The fair-comparison protocol: every arm trained at each rate, compared at its own best."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    learning_rate: list[float] = Field(
+        min_length=1, description="every arm is trained at each rate (the grid's runs x rates)"
+    )
+    select_on: str = Field(
+        "val/loss",
+        description="validation metric that picks each arm's rate (mean over its seeds)",
+    )
+
+    @field_validator("learning_rate")
+    @classmethod
+    def _rates(cls, v: list[float]) -> list[float]:
+        if any(not r > 0 for r in v):
+            raise ValueError("every learning rate must be > 0")
+        if len({float(r) for r in v}) != len(v):
+            raise ValueError("a learning rate appears twice")
+        return [float(r) for r in v]
+
+    @field_validator("select_on")
+    @classmethod
+    def _validation_only(cls, v: str) -> str:
+        if not v.startswith("val/"):
+            raise ValueError(
+                f"select_on must be a validation metric (val/loss, val/accuracy, ...), got "
+                f"{v!r}: the test split is never used to select anything"
+            )
+        return v
+
+
 class AnalysisSection(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -246,6 +279,9 @@ class Experiment(BaseModel):
     analysis: AnalysisSection = Field(default_factory=AnalysisSection)
     resources: ResourcesSection = Field(default_factory=ResourcesSection)
     tune: TuneSection | None = None
+    protocol: ProtocolSection | None = Field(
+        None, description="each arm at its own learning rate, selected on validation"
+    )
     # `tuning` (results/<experiment>/tuning/<arm>/best.yaml) or a best.yaml / tuning folder path.
     base_from: str | None = Field(
         None, description="take tuned settings: defaults < base < base_from < grid"

@@ -13,7 +13,7 @@ import pandas as pd
 from keras_ablate import store
 from keras_ablate.analysis import baselines, effects
 from keras_ablate.analysis.tables import Tables, load
-from keras_ablate.report import heatmaps, instrument_plots, plots, sections
+from keras_ablate.report import heatmaps, instrument_plots, plots, protocol_section, sections
 from keras_ablate.report.templating import environment
 from keras_ablate.tuning.report import tuning_section
 
@@ -148,6 +148,12 @@ def make_figures(tables: Tables, fig_dir: Path) -> list[Figure]:
         ),
         # Probe instruments (issue 3): gradients through time and depth, clipping, units, gates.
         *instrument_plots.FIGURES,
+        (
+            "sensitivity",
+            "Learning-rate sensitivity",
+            protocol_section.sensitivity,
+            protocol_section.CAPTION,
+        ),
     ]
     figures = []
     for slug, title, fn, caption in specs:
@@ -195,6 +201,7 @@ def build_report(exp_dir: str | Path, info: dict | None = None) -> dict:
         "unreadable": tables.unreadable,
         "unplanned": tables.unplanned,
         "summary": sections.summary(tables, main, configs),
+        "protocol": protocol_section.protocol_section(tables),
         "factors": sections.factor_tables(main),
         "interactions": sections.interaction_tables(tables),
         "anova": sections.anova_table(tables),
