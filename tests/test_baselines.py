@@ -29,12 +29,15 @@ def test_dataset_baseline_is_one_over_classes_and_the_commonest_share_of_each_sp
     )
     val = collections.Counter(data.y_val.tolist())
     train = collections.Counter(data.y_train.tolist())
+    test = collections.Counter(data.y_test.tolist())
     assert data.baseline() == {
         "n_classes": 4,
         "n_val": 120,
         "chance": 0.25,
         "majority_val": max(val.values()) / 120,
         "majority_train": max(train.values()) / 200,
+        "n_test": 512,
+        "majority_test": max(test.values()) / 512,
     }
     assert load_dataset("adding", {"n_train": 16, "n_val": 8, "seq_len": 4}).baseline() == {}
 

@@ -81,15 +81,25 @@ def levels_text(chance: float, majority: float, split: str = "val") -> str:
     )
 
 
+def split_of(runs: pd.DataFrame, metric: str) -> str:
+    """'train', 'test' (when the runs recorded the test split's majority share) or 'val'."""
+    path = f"/{metric}"
+    if "/train/" in path:
+        return "train"
+    if "/test/" in path and "baseline/majority_test" in runs.columns:
+        return "test"
+    return "val"
+
+
 def group_text(runs: pd.DataFrame, metric: str, value: float) -> str:
     """'chance 0.25, majority 0.27: plateau above chance' for a group of runs and an accuracy of it
     (their mean); '' when the runs recorded no baseline or the metric is not an accuracy."""
     if not is_accuracy(metric) or runs.empty or "baseline/chance" not in runs.columns:
         return ""
-    split = "train" if "/train/" in f"/{metric}" else "val"
+    split = split_of(runs, metric)
     chance = _mean(runs, "baseline/chance")
     majority = _mean(runs, f"baseline/majority_{split}")
-    n_val = _mean(runs, "baseline/n_val")
+    n_val = _mean(runs, f"baseline/n_{'val' if split == 'train' else split}")
     plateau = None
     flags = runs.get(f"plateau/{metric.split('/', 1)[-1]}")
     if metric.startswith("final/") and flags is not None:

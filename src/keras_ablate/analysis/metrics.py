@@ -108,6 +108,12 @@ def chosen_metric(tables: Tables) -> str:
     return "val/loss"
 
 
+def curve_metric(metric: str) -> str:
+    """The per-epoch series that stands for `metric`: the test split is scored only after the
+    last epoch, so curves, epochs-to-target and plateaus of test/<m> read val/<m>."""
+    return "val/" + metric[len("test/") :] if metric.startswith("test/") else metric
+
+
 def add_derived(tables: Tables, records: dict[str, dict] | None = None) -> None:
     """Add the derived columns to tables.runs and the analysis settings to tables.info['derived'].
 
@@ -132,10 +138,14 @@ def add_derived(tables: Tables, records: dict[str, dict] | None = None) -> None:
     final = _column(runs, f"final/{metric}")
     runs["diverged"] = (status == "diverged").to_numpy()
     runs["score"] = score(final, runs["diverged"].to_numpy(), finished, higher)
+    curve = curve_metric(metric)
+    curve_final = final if curve == metric else _column(runs, f"final/{curve}")
     target = target_value(
-        final[finished & (status == "ok").to_numpy()], tables.info.get("analysis") or {}, higher
+        curve_final[finished & (status == "ok").to_numpy()],
+        tables.info.get("analysis") or {},
+        higher,
     )
-    epochs = epochs_to_target(tables.history, metric, target, higher)
+    epochs = epochs_to_target(tables.history, curve, target, higher)
     by_run = runs["run_id"].astype(str)
     runs["epochs_to_target"] = by_run.map(epochs).astype(float).to_numpy()
     runs["steps_to_target"] = runs["epochs_to_target"] * _column(runs, "steps_per_epoch")
@@ -144,9 +154,14 @@ def add_derived(tables: Tables, records: dict[str, dict] | None = None) -> None:
     for col in stability.columns:
         runs[col] = by_run.map(stability[col]).astype(float).to_numpy()
     if baselines.is_accuracy(metric):
-        flags = baselines.plateau_flags(tables, metric)
+        flags = baselines.plateau_flags(tables, curve)
         runs[f"plateau/{metric}"] = by_run.map(flags).astype(float).to_numpy()
-    tables.info["derived"] = {"metric": metric, "higher_is_better": higher, "target": target}
+    tables.info["derived"] = {
+        "metric": metric,
+        "curve_metric": curve,
+        "higher_is_better": higher,
+        "target": target,
+    }
     tables.runs = pd.concat([runs, _per_run_columns(tables, by_run, records or {})], axis=1)
 
 

@@ -158,7 +158,9 @@ def _with_axes(frame: pd.DataFrame, tables: Tables, keys: list[str]) -> pd.DataF
 
 def convergence(tables: Tables):
     """The comparison metric per epoch: mean over seeds (and pooled axes) with a 95 % t band."""
-    metric = tables.info.get("derived", {}).get("metric", "val/loss")
+    derived = tables.info.get("derived", {})
+    # The curve of the comparison metric (for a test/ metric, its validation series).
+    metric = derived.get("curve_metric", derived.get("metric", "val/loss"))
     h = tables.history
     data = h[(h["metric"] == metric).to_numpy()]
     data = data[np.isfinite(data["value"].to_numpy())]

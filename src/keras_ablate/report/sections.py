@@ -133,7 +133,7 @@ def baseline_sentence(tables: Tables, metric: str) -> str:
     runs = tables.runs
     if not baselines.is_accuracy(metric) or runs.empty or "baseline/chance" not in runs.columns:
         return ""
-    split = "train" if metric.startswith("train/") else "val"
+    split = baselines.split_of(runs, metric)
     parts = []
     for name, column in (("chance", "baseline/chance"), ("majority", f"baseline/majority_{split}")):
         values = pd.to_numeric(runs.get(column), errors="coerce").dropna()
@@ -143,12 +143,14 @@ def baseline_sentence(tables: Tables, metric: str) -> str:
         parts.append(
             f"{name} {num(low, 3)}" if low == high else f"{name} {num(low, 3)}-{num(high, 3)}"
         )
-    n_val = pd.to_numeric(runs.get("baseline/n_val"), errors="coerce").dropna()
+    n_val = pd.to_numeric(
+        runs.get(f"baseline/n_{'test' if split == 'test' else 'val'}"), errors="coerce"
+    ).dropna()
     tolerance = num(baselines.tolerance(float(n_val.min())), 2) if len(n_val) else "–"
     return (
         f"Without learning: {parts[0]} (1 / number of classes), {parts[1]} (share of the commonest "
-        f"class in the {'training' if split == 'train' else 'validation'} set); an accuracy within "
-        f"{tolerance} (1/sqrt(validation examples)) of one of them is described as at it, and one "
+        f"class in the {dict(train='training', test='test').get(split, 'validation')} set); an accuracy within "
+        f"{tolerance} (1/sqrt(examples scored)) of one of them is described as at it, and one "
         "above both whose last epochs are flat as a plateau above chance."
     )
 
