@@ -433,3 +433,28 @@ def test_imdb_unreadable_file_is_a_data_error(tmp_path):
     path.write_bytes(b"not a zip archive")
     with pytest.raises(DataError, match=r"cannot read .*imdb\.npz as the Keras IMDB archive"):
         text.imdb(text.ImdbOptions())
+
+
+def test_test_fraction_holds_out_a_stratified_test_split_the_vocabulary_never_sees(tmp_path):
+    path = write_reviews_csv(tmp_path / "r.csv", n_per_class=10, unique_words=True)
+    data = text.csv_file(csv_opts(path, val_fraction=0.25, test_fraction=0.2, max_length=12))
+    # 10 per class: 2 held out for test first, then a quarter of the other 8 for validation.
+    assert np.bincount(data.y_test).tolist() == [2, 2]
+    assert np.bincount(data.y_val).tolist() == [2, 2]
+    assert np.bincount(data.y_train).tolist() == [6, 6]
+    assert data.has_test and data.x_test.shape == (4, 12)
+    # Each row's own word (only<i>p / only<i>n) is unknown (id 1) unless it was in training.
+    train_rows = {tuple(r) for r in data.x_train.tolist()}
+    assert not any(tuple(r) in train_rows for r in data.x_test.tolist())
+    assert all(1 in row for row in data.x_test.tolist())
+    assert data.baseline()["n_test"] == 4 and data.baseline()["majority_test"] == 0.5
+    again = text.csv_file(csv_opts(path, val_fraction=0.25, test_fraction=0.2, max_length=12))
+    np.testing.assert_array_equal(data.x_test, again.x_test)  # seeded
+
+
+def test_a_class_too_small_for_three_splits_names_the_test_split(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text("text,label\na b,x\nc d,x\ne f,x\ng h,y\ni j,y\n", encoding="utf-8")
+    with pytest.raises(DataError, match="at least 3 per class .*one to test.*test_fraction: 0"):
+        text.csv_file(csv_opts(path, test_fraction=0.2))
+    assert text.csv_file(csv_opts(path)).x_test is None  # two splits still work

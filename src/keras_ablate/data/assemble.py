@@ -48,6 +48,16 @@ def build(
         # At least 2 per class survive, so the split below still finds one of each for validation.
         keep = stratified_take(y, opts.n_max / len(y), rng, minimum=2)
         texts, y = texts[keep], y[keep]
+    test_texts = y_test = None
+    if opts.test_fraction > 0:
+        # The held-out split is taken first, stratified, leaving each class enough to train on
+        # (and to validate on, when validation is split off too).
+        test_mask = np.zeros(len(y), dtype=bool)
+        leave = 2 if val is None else 1
+        test_mask[stratified_take(y, opts.test_fraction, rng, minimum=1, leave=leave)] = True
+        test_idx = rng.permutation(np.flatnonzero(test_mask))
+        test_texts, y_test = texts[test_idx], y[test_idx]
+        texts, y = texts[~test_mask], y[~test_mask]
     if val is None:
         val_mask = np.zeros(len(y), dtype=bool)
         val_mask[stratified_take(y, opts.val_fraction, rng, minimum=1, leave=1)] = True
@@ -70,10 +80,14 @@ def build(
             val_idx = stratified_take(val_y, opts.n_max / len(val_y), rng, minimum=1)
         val_idx = rng.permutation(val_idx)
         val_texts, y_val = np.asarray(val[0], dtype=object)[val_idx], val_y[val_idx]
-    x_train, x_val, vocabulary, lengths = tokenize(train_texts, val_texts, opts)
+    splits = [train_texts, val_texts] + ([test_texts] if test_texts is not None else [])
+    encoded, vocabulary, lengths = tokenize(splits, opts)
     meta = {"source": source, **(meta or {}), **length_stats(lengths, opts.max_length)}
     meta["vocabulary_head"] = vocabulary[2:12]  # After "" (padding) and "[UNK]".
-    return dataset(name, x_train, y_train, x_val, y_val, len(vocabulary), class_names, meta)
+    data = dataset(name, encoded[0], y_train, encoded[1], y_val, len(vocabulary), class_names, meta)
+    if test_texts is not None:
+        data.x_test, data.y_test = encoded[2], y_test.astype(np.int32)
+    return data
 
 
 def check_classes(source, y, class_names, opts, column: str, split: bool) -> None:
@@ -82,11 +96,12 @@ def check_classes(source, y, class_names, opts, column: str, split: bool) -> Non
         raise DataError(
             f"{source}: only one class ('{class_names[0]}') in column '{column}'; classification needs at least 2"
         )
-    if not split:
+    needed = (2 if split else 1) + (opts.test_fraction > 0)
+    if needed < 2:
         return
     counts = np.bincount(y, minlength=len(class_names))
-    if counts.min() < 2:
-        rare = [f"'{class_names[c]}' ({counts[c]})" for c in np.flatnonzero(counts < 2)]
+    if counts.min() < needed:
+        rare = [f"'{class_names[c]}' ({counts[c]})" for c in np.flatnonzero(counts < needed)]
         which = (
             f"class {rare[0]} has"
             if len(rare) == 1
@@ -98,8 +113,11 @@ def check_classes(source, y, class_names, opts, column: str, split: bool) -> Non
         )
         raise DataError(
             f"{source}: {which} too few examples in column '{column}': a stratified "
-            f"split with val_fraction={opts.val_fraction} needs at least 2 per class (one to train on, one to "
-            f"validate); add examples, drop the class, or give a val_path{hint}"
+            f"split{f' with val_fraction={opts.val_fraction}' if split else ''} needs at least "
+            f"{needed} per class (one to train on{', one to validate' if split else ''}"
+            f"{', one to test' if opts.test_fraction > 0 else ''}); add examples, drop the class"
+            f"{', give a val_path' if split else ''}"
+            f"{', or set test_fraction: 0' if opts.test_fraction > 0 else ''}{hint}"
         )
 
 
@@ -118,8 +136,10 @@ def _standardizer(lowercase: bool, strip_punctuation: bool):
     return standardize
 
 
-def tokenize(train_texts, val_texts, opts: TokenizedOptions):
-    """Fit a TextVectorization vocabulary on the training texts only; encode both splits."""
+def tokenize(splits: list, opts: TokenizedOptions):
+    """Fit a TextVectorization vocabulary on the training texts (splits[0]) only; encode every
+    split. Returns (padded token arrays, vocabulary, the training texts' lengths)."""
+    train_texts = splits[0]
     import keras
 
     vectorizer = keras.layers.TextVectorization(
@@ -131,7 +151,7 @@ def tokenize(train_texts, val_texts, opts: TokenizedOptions):
     )
     vectorizer.adapt(np.asarray(train_texts, dtype=object), batch_size=1024)
     encoded = []
-    for texts in (train_texts, val_texts):
+    for texts in splits:
         values, lengths = [], []
         for start in range(0, len(texts), 4096):
             ragged = vectorizer(np.asarray(texts[start : start + 4096], dtype=object))
@@ -140,7 +160,7 @@ def tokenize(train_texts, val_texts, opts: TokenizedOptions):
         values, lengths = np.concatenate(values), np.concatenate(lengths)
         encoded.append((pad(values, lengths, opts.max_length, opts.padding), lengths))
     vocabulary = [str(token) for token in vectorizer.get_vocabulary()]
-    return encoded[0][0], encoded[1][0], vocabulary, encoded[0][1]
+    return [array for array, _ in encoded], vocabulary, encoded[0][1]
 
 
 def pad(values: np.ndarray, lengths: np.ndarray, max_length: int, padding: str) -> np.ndarray:

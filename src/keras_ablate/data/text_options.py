@@ -40,6 +40,13 @@ class TokenizedOptions(TextOptions):
     val_fraction: float = Field(
         0.2, gt=0.0, lt=1.0, description="stratified, seeded validation share"
     )
+    test_fraction: float = Field(
+        0.0,
+        ge=0.0,
+        lt=1.0,
+        description="stratified, seeded held-out test share, taken first (0, the default for "
+        "now: no test split, and reports compare on validation)",
+    )
     n_max: int | None = Field(
         None, ge=4, description="stratified subsample of about this many examples (fast runs)"
     )
