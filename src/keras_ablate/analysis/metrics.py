@@ -142,6 +142,7 @@ def add_derived(tables: Tables, records: dict[str, dict] | None = None) -> None:
         flags = baselines.plateau_flags(tables, metric)
         runs[f"plateau/{metric}"] = by_run.map(flags).astype(float).to_numpy()
     tables.info["derived"] = {"metric": metric, "higher_is_better": higher, "target": target}
+    # One concat: dozens of columns added one at a time would fragment the frame.
     tables.runs = pd.concat([runs, _per_run_columns(tables, by_run, records or {})], axis=1)
 
 
@@ -167,6 +168,9 @@ def _per_run_columns(tables: Tables, by_run: pd.Series, records: dict[str, dict]
         return pd.DataFrame(index=tables.runs.index)
     out = pd.concat(parts, axis=1)
     out.index = tables.runs.index
+    clash = sorted(set(out.columns) & set(tables.runs.columns))
+    if clash or out.columns.duplicated().any():
+        raise ValueError(f"two derived metrics share a name: {clash or list(out.columns)}")
     return out
 
 
