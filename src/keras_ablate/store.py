@@ -6,7 +6,7 @@ results/<experiment>/        experiment_folder(results_dir, name); slug_of(name)
     spec.json, summary.json, history.parquet, steps.parquet and the probe tables
   progress.json              the runner's heartbeat (progress.py writes it through this module)
   .lock                      held by the runner (experiment_lock)
-  logs/                      worker processes' native output (training/process.py)
+  logs/                      worker processes' native output (training/process_setup.py)
   tables/ figures/ report.html report.md     the report (report/render.py)
   tuning/<arm>/              keras-tuner's files, trials.parquet, best.yaml, search.json
 

@@ -20,7 +20,7 @@ is YAML `analysis.metric`, default val/<task metric>):
 - `plateau/<m>` (every accuracy metric): 1 when the run's last epochs are flat (analysis.baselines).
 - `init/<quantity>`, `epoch1/<m>`, `gap/...`, `mean/train/loss`, `loss_ratio`: read from the
   run's own tables as written (`record_metrics`), with scoring's rule for diverged runs applied
-  to its history.
+  to its history (blank_history's rule, on columns).
 - `<instrument>/init` and `<instrument>/final`: the probe tables at initialization (epoch 0) and
   at the run's last probed epoch (analysis.instruments.run_metrics).
 - `score`: the final metric used in every comparison. Diverged runs are results, not gaps: a
@@ -33,6 +33,7 @@ is YAML `analysis.metric`, default val/<task metric>):
 
 from __future__ import annotations
 
+import math
 import re
 from typing import TYPE_CHECKING
 
@@ -40,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from keras_ablate.analysis import baselines, instruments
-from keras_ablate.scoring import blank_history, higher_is_better
+from keras_ablate.scoring import higher_is_better, is_end_of_epoch, kept_epochs
 from keras_ablate.store import DONE_STATUSES
 
 if TYPE_CHECKING:
@@ -162,6 +163,7 @@ def add_derived(tables: Tables, records: dict[str, dict] | None = None) -> None:
         "higher_is_better": higher,
         "target": target,
     }
+    # One concat: dozens of columns added one at a time would fragment the frame.
     tables.runs = pd.concat([runs, _per_run_columns(tables, by_run, records or {})], axis=1)
 
 
@@ -187,6 +189,9 @@ def _per_run_columns(tables: Tables, by_run: pd.Series, records: dict[str, dict]
         return pd.DataFrame(index=tables.runs.index)
     out = pd.concat(parts, axis=1)
     out.index = tables.runs.index
+    clash = sorted(set(out.columns) & set(tables.runs.columns))
+    if clash or out.columns.duplicated().any():
+        raise ValueError(f"two derived metrics share a name: {clash or list(out.columns)}")
     return out
 
 
@@ -292,74 +297,82 @@ def gradient_stability(steps: pd.DataFrame) -> pd.DataFrame:
 _HIDDEN = re.compile(r"^grad/norm/((?:dense|rnn|conv_k\d+)_?\d*)$")
 
 
-def record_metrics(summary: dict, raw: dict[str, pd.DataFrame]) -> dict:
+def record_metrics(summary: dict, raw: dict) -> dict:
     """init/..., max/..., min/..., grad/log10_norm_std_ddof0, init/grad/depth_ratio, loss_ratio,
     gate_mean/.../init|final, gap/..., epoch1/... and mean/train/loss of one run (see GLOSSARY).
 
     Args:
         summary: the run's summary.json (diverged_step and steps_per_epoch are read).
-        raw: the run's tables by name (RECORD_TABLES), as read from its folder.
+        raw: the run's tables by name (RECORD_TABLES) as read from its folder: steps and
+            history as dicts of numpy columns in their recorded dtype, units as a DataFrame
+            (analysis.tables: converting every run's tables to pandas cost a 1000-run report
+            seconds).
     """
     out: dict = {}
     steps = raw.get("steps")
-    if steps is not None and not steps.empty:
+    if steps and len(next(iter(steps.values()))):
         out.update(_step_metrics(steps))
     units = raw.get("units")
     if units is not None and not units.empty:
         out.update(_gate_metrics(units))
     history = raw.get("history")
-    if history is not None and not history.empty:
-        # Whatever wrote the folder, nothing measured on diverged weights counts (scoring.py).
-        history = blank_history(
-            history, summary.get("diverged_step"), summary.get("steps_per_epoch")
-        )
-        for kind, (train, val) in {
-            "accuracy": ("train/accuracy", "val/accuracy"),
-            "loss": ("train/loss", "val/loss"),
-        }.items():
-            if train in history and val in history:
-                last = history.iloc[-1]
-                out[f"gap/{kind}"] = float(last[train] - last[val]) * (
-                    1 if kind == "accuracy" else -1
-                )
-        for col in history.columns:
-            if col == "epoch":
-                continue
-            values = pd.to_numeric(history[col], errors="coerce")
-            out[f"epoch1/{col}"] = float(values.iloc[0])
-            if col == "train/loss":
-                # NaN when any epoch has no finite loss (a diverged run): never a mean over fewer epochs.
-                out["mean/train/loss"] = float(values.mean(skipna=False))
+    if history and len(next(iter(history.values()))):
+        out.update(_history_metrics(history, summary))
     return out
 
 
-def _step_metrics(steps: pd.DataFrame) -> dict:
+def _history_metrics(history: dict[str, np.ndarray], summary: dict) -> dict:
+    """gap/..., epoch1/<m> and mean/train/loss, with nothing measured on diverged weights."""
+    columns = {c: np.asarray(v, dtype=float) for c, v in history.items() if c != "epoch"}
+    # scoring.blank_history's rule, on columns: whatever wrote the folder, nothing measured on
+    # diverged weights counts.
+    last_train, last_end = kept_epochs(summary.get("diverged_step"), summary.get("steps_per_epoch"))
+    if not math.isinf(last_train) and "epoch" in history:
+        epoch = np.asarray(history["epoch"], dtype=float)
+        for name, values in columns.items():
+            last = last_end if is_end_of_epoch(name) else last_train
+            columns[name] = np.where(epoch <= last, values, np.nan)
     out = {}
-    first = steps.iloc[0]
-    for col in steps.columns:
-        if col in ("step", "epoch", "run_id"):
-            continue
-        out[f"init/{col}"] = float(first[col])
-    norm = (
-        pd.to_numeric(steps.get("grad/global_norm"), errors="coerce")
-        if "grad/global_norm" in steps
-        else None
-    )
-    if norm is not None:
+    for kind, (train, val) in {
+        "accuracy": ("train/accuracy", "val/accuracy"),
+        "loss": ("train/loss", "val/loss"),
+    }.items():
+        if train in columns and val in columns:
+            out[f"gap/{kind}"] = float(columns[train][-1] - columns[val][-1]) * (
+                1 if kind == "accuracy" else -1
+            )
+    for name, values in columns.items():
+        out[f"epoch1/{name}"] = float(values[0])
+        if name == "train/loss":
+            # NaN when any epoch has no finite loss (a diverged run): never a mean over fewer epochs.
+            out["mean/train/loss"] = float(np.mean(values))
+    return out
+
+
+def _step_metrics(steps: dict[str, np.ndarray]) -> dict:
+    """From the steps columns as recorded (float32): first-step values, extremes, log-norm spread,
+    depth ratio at the first step and the late / early loss ratio."""
+    out = {}
+    columns = [c for c in steps if c not in ("step", "epoch", "run_id")]
+    for col in columns:
+        out[f"init/{col}"] = float(steps[col][0])
+    if "grad/global_norm" in steps:
+        norm = steps["grad/global_norm"]
         finite = norm[np.isfinite(norm) & (norm > 0)]
         out["max/grad/global_norm"] = float(norm.max()) if np.isfinite(norm).all() else np.inf
+        # pandas' std, as this number was always computed (float32 logs, float32 result).
         out["grad/log10_norm_std_ddof0"] = (
-            float(np.log10(finite).std(ddof=0)) if len(finite) > 1 else np.nan
+            float(pd.Series(np.log10(finite)).std(ddof=0)) if len(finite) > 1 else np.nan
         )
     if "grad/cosine" in steps:
-        cos = pd.to_numeric(steps["grad/cosine"], errors="coerce")
-        out["min/grad/cosine"] = float(cos.min()) if cos.notna().any() else np.nan
-    hidden = [c for c in steps.columns if _HIDDEN.match(c)]
+        cos = steps["grad/cosine"]
+        out["min/grad/cosine"] = float(np.nanmin(cos)) if (~np.isnan(cos)).any() else np.nan
+    hidden = [c for c in columns if _HIDDEN.match(c)]
     if len(hidden) >= 2:
-        lo, hi = float(first[hidden[0]]), float(first[hidden[-1]])
+        lo, hi = float(steps[hidden[0]][0]), float(steps[hidden[-1]][0])
         out["init/grad/depth_ratio"] = lo / hi if hi > 0 else np.nan
     if "loss" in steps:
-        loss = pd.to_numeric(steps["loss"], errors="coerce").to_numpy(float)
+        loss = np.asarray(steps["loss"], dtype=float)
         tail = loss[-max(1, len(loss) // 10) :]
         out["loss_ratio"] = (
             float(np.mean(tail) / np.mean(loss[:5])) if np.mean(loss[:5]) > 0 else np.nan

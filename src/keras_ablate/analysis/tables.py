@@ -238,20 +238,28 @@ def _read_run_tables(
     path: Path, history: LongBuilder, steps: LongBuilder
 ) -> tuple[list[tuple], dict[str, pd.DataFrame]]:
     """Every table of one run, read and converted, so that a damaged one raises before any
-    part of this run joins the frames; and the run's own tables as written, by name (the wide
-    tables analysis.metrics.record_metrics reads)."""
+    part of this run joins the frames; and the run's own tables as written, by name (what
+    analysis.metrics.record_metrics reads: steps and history as dicts of numpy columns in their
+    recorded dtype, units as a DataFrame)."""
     out, raw = [], {}
     for name in _table_names(path):
         table = pq.read_table(path / f"{name}.parquet")
-        if name in metrics.RECORD_TABLES:
-            raw[name] = table.to_pandas()
+        if name in ("history", "steps"):
+            # Column by column as recorded (numpy: converting every run's tables to pandas cost a
+            # 1000-run report seconds for what record_metrics reads).
+            raw[name] = {c: table.column(c).to_numpy() for c in table.column_names}
         if name == "history":
             out.append((name, history.convert(table, np.float64)))
         elif name == "steps":
             table = table.drop_columns([c for c in ("epoch",) if c in table.column_names])
             out.append((name, steps.convert(table, np.float32)))
         elif table.num_rows:
-            out.append((name, table.to_pandas()))
+            frame = table.to_pandas()
+            if name in metrics.RECORD_TABLES:
+                raw[name] = (
+                    frame  # read before anything changes it (load's loop and blank_diverged)
+                )
+            out.append((name, frame))
     return out, raw
 
 
