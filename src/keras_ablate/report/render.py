@@ -202,7 +202,7 @@ def build_report(exp_dir: str | Path, info: dict | None = None) -> dict:
         "unplanned": tables.unplanned,
         "summary": sections.summary(tables, main, configs),
         "protocol": protocol_section.protocol_section(tables),
-        "factors": sections.factor_tables(main),
+        "factors": sections.factor_tables(main, (info.get("analysis") or {}).get("min_effect")),
         "interactions": sections.interaction_tables(tables),
         "anova": sections.anova_table(tables),
         "configurations": sections.config_table(tables, configs),
