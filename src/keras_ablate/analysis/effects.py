@@ -127,6 +127,7 @@ def main_effects(tables: Tables, value: str = "score") -> pd.DataFrame:
     min_effect = (tables.info.get("analysis") or {}).get("min_effect")
     decide(out, min_effect)
     out.attrs["interval"] = spec.describe()
+    out.attrs["resamples"] = spec.resamples  # P(improvement) is bootstrapped whatever the interval
     return out
 
 

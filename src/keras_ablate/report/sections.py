@@ -82,7 +82,7 @@ def method_note(main: pd.DataFrame) -> dict:
             "Holm-adjusted p-value (paired t test over matched runs, Welch's t test otherwise) is "
             "below 0.05; the intervals shown are the uncorrected 95 % intervals, P(better) is the "
             "probability that a run at the level beats one at the reference (ties 1/2) with its "
-            "bootstrap interval, and seeds needed is per arm, for 80 % power at the strictest Holm "
+            f"bootstrap interval ({main.attrs.get('resamples', '')} resamples), and seeds needed is per arm, for 80 % power at the strictest Holm "
             f"level 0.05 / {family} (normal approximation)."
         ),
     }
