@@ -182,3 +182,21 @@ def test_the_report_says_which_interval_and_corrects_its_decisions(tmp_path):
     md = (build_report(exp)["md"]).read_text()
     assert "Student t intervals" in md and "BCa" not in md.split("## Figures")[0]
     assert "| paired, paired t |" in md
+
+
+def test_the_main_effects_figure_draws_every_run_under_the_intervals(tmp_path):
+    from matplotlib.collections import PathCollection
+
+    from keras_ablate.analysis import simulate
+    from keras_ablate.analysis.tables import load
+    from keras_ablate.report import plots
+
+    exp = tmp_path / "s"
+    grid = {"architecture": ["rnn", "lstm"], "activation": ["tanh", "relu"]}
+    simulate.write_experiment(exp, grid, seeds=3, epochs=2, steps_per_epoch=2, seed=1)
+    tables = load(exp)
+    figure = plots.main_effects(tables)
+    finite = int(np.isfinite(tables.runs["score"].to_numpy(dtype=float)).sum())
+    for ax in figure.axes:
+        points = [c for c in ax.collections if isinstance(c, PathCollection)]
+        assert sum(len(c.get_offsets()) for c in points) == finite
