@@ -47,6 +47,29 @@ def higher_is_better(name: str) -> bool:
     return any(word in name for word in HIGHER_IS_BETTER)
 
 
+# Substrings of a metric name whose values are fractions in [0, 1].
+FRACTIONS = ("accuracy", "auc", "precision", "recall", "f1", "clip_rate", "plateau/")
+
+
+def metric_range(name: str) -> tuple[float, float] | None:
+    """The values a metric can take, (low, high), or None when it is unbounded or unknown.
+
+    Accuracies and other fractions lie in [0, 1], cosines and accuracy gaps (train - val) in
+    [-1, 1], losses (not gaps of losses) in [0, inf). Intervals are kept inside this range
+    (analysis.stats): a t interval on a bounded metric can leave it.
+    """
+    name = name.lower()
+    if name.startswith(LOWER_IS_BETTER_PREFIXES):
+        return (-1.0, 1.0) if any(word in name for word in FRACTIONS) else None
+    if "cosine" in name:
+        return (-1.0, 1.0)
+    if any(word in name for word in FRACTIONS):
+        return (0.0, 1.0)
+    if "loss" in name and "ratio" not in name:
+        return (0.0, math.inf)
+    return None
+
+
 def kept_epochs(diverged_step: int | None, steps_per_epoch: int | None) -> tuple[float, float]:
     """(last epoch whose training values are kept, last epoch whose end-of-epoch measurements are kept).
 

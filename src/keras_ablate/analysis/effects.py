@@ -1,34 +1,57 @@
-"""Factor effects over runs: means with 95 % t intervals per configuration, differences, interactions, ANOVA.
+"""Factor effects over runs: means with 95 % intervals per configuration, differences, interactions, ANOVA.
 
-Intervals come from analysis.stats. They are Student t intervals, mean +- t(0.975, n-1) * s / sqrt(n), with s the sample std
-(ddof 1) of the runs in the group; one run gives no interval (NaN bounds), a constant metric a
-zero-width one. Effects compare `score` (see analysis.metrics: diverged runs take the worst
-finished value, failed runs are left out but counted). The difference between a level and the
-reference level of an axis is paired where the design allows it: runs that share every other
-axis level and the seed are matched and the interval is the t interval of the paired
-differences ("paired"); otherwise it is Welch's interval for two independent means ("welch").
+Intervals come from analysis.stats, of the kind the experiment's `analysis.interval` names
+(stats.IntervalSpec.from_info: a bootstrap over runs by default, or Student t), kept inside the
+score's range; one run gives no interval (NaN bounds), a constant metric a zero-width one.
+Effects compare `score` (see analysis.metrics: diverged runs take the worst finished value,
+failed runs are left out but counted). The difference between a level and the reference level
+of an axis is paired where the design allows it: runs that share every other axis level and the
+seed are matched ("paired": the bootstrap resamples the pairs, or the paired t interval);
+otherwise two independent groups ("unpaired" bootstrap, or Welch's interval: "welch").
+
+Every difference also gets P(improvement) (the level better than the reference, stats.
+probability_of_improvement), the p-value of the paired t / Welch t test, and a decision made
+after Holm's correction across every difference of the table (the family the report shows):
+`resolved` where the Holm-adjusted p-value is below 0.05. An unresolved difference gets the
+seeds per arm that would resolve a difference of its observed size (and of `analysis.min_effect`)
+at the strictest Holm level, 0.05 / family size, with 80 % power (stats.seeds_needed).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 
 import numpy as np
 import pandas as pd
 
+from keras_ablate import scoring
+from keras_ablate.analysis import stats
 from keras_ablate.analysis.metrics import DERIVED
-from keras_ablate.analysis.stats import group_intervals, paired_interval, welch_interval
+from keras_ablate.analysis.stats import IntervalSpec, T, group_intervals
 from keras_ablate.analysis.tables import Tables
 from keras_ablate.store import DONE_STATUSES
 
 
 def by_configuration(tables: Tables, metrics: list[str] | None = None) -> pd.DataFrame:
-    """Mean and 95 % t interval over seeds of every derived metric per configuration (axis levels)."""
+    """Mean, IQM and 95 % interval over seeds of every derived metric per configuration (axis levels)."""
     runs = tables.runs
     metrics = [m for m in (metrics or DERIVED) if m in runs.columns]
     if runs.empty or not metrics:
         return pd.DataFrame()
-    return group_intervals(runs, tables.axes, metrics)
+    return group_intervals(
+        runs, tables.axes, metrics, spec=IntervalSpec.from_info(tables.info), bounds=_bounds(tables)
+    )
+
+
+def _bounds(tables: Tables) -> dict:
+    """The score's range: that of the comparison metric (scoring.metric_range)."""
+    metric = (tables.info.get("derived") or {}).get("metric") or ""
+    return {"score": scoring.metric_range(metric)}
+
+
+def _higher(tables: Tables) -> bool:
+    return bool((tables.info.get("derived") or {}).get("higher_is_better", True))
 
 
 def reference_levels(tables: Tables) -> dict:
@@ -66,18 +89,33 @@ def counts(runs: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 
 
 def main_effects(tables: Tables, value: str = "score") -> pd.DataFrame:
-    """Per axis and level: marginal mean of `value` with its t interval, counts and divergence rate,
-    and the difference from the reference level with its interval (paired or Welch)."""
+    """Per axis and level: marginal mean and IQM of `value` with its interval, counts and
+    divergence rate, and the difference from the reference level with its interval (paired or
+    unpaired), P(improvement), p-value, Holm decision and seeds needed (module docstring).
+    `out.attrs`: interval (the spec's description), family (number of differences corrected)."""
     runs, rows = tables.runs, []
     if runs.empty or value not in runs.columns:
         return pd.DataFrame()
+    spec, bounds = IntervalSpec.from_info(tables.info), _bounds(tables).get(value)
     reference = reference_levels(tables)
     for axis in tables.axes:
-        marginal = group_intervals(runs, [axis], [value]).drop(columns="metric")
+        marginal = group_intervals(runs, [axis], [value], spec=spec, bounds={value: bounds}).drop(
+            columns="metric"
+        )
         marginal = counts(runs, [axis]).merge(marginal, on=axis, how="left")
         for record in marginal.to_dict("records"):
             level = record.pop(axis)
-            diff = difference(runs, tables.axes, axis, level, reference[axis], value)
+            diff = difference(
+                runs,
+                tables.axes,
+                axis,
+                level,
+                reference[axis],
+                value,
+                spec,
+                bounds,
+                _higher(tables),
+            )
             rows.append(
                 {"axis": axis, "level": level, "reference": reference[axis], **record, **diff}
             )
@@ -86,19 +124,72 @@ def main_effects(tables: Tables, value: str = "score") -> pd.DataFrame:
     out = pd.DataFrame(rows)
     out["level"] = out["level"].astype(object)
     out["reference"] = out["reference"].astype(object)
+    min_effect = (tables.info.get("analysis") or {}).get("min_effect")
+    decide(out, min_effect)
+    out.attrs["interval"] = spec.describe()
+    out.attrs["resamples"] = spec.resamples  # P(improvement) is bootstrapped whatever the interval
     return out
 
 
+def decide(
+    table: pd.DataFrame, min_effect: float | None = None, alpha: float = stats.ALPHA
+) -> None:
+    """Add p_holm and resolved (Holm across the table's finite p-values) and, for the unresolved
+    differences, seeds_needed (observed size) and seeds_needed_min (min_effect), in place."""
+    reject, adjusted = stats.holm(table["p_value"].to_numpy(dtype=float), alpha)
+    family = int(np.isfinite(table["p_value"].to_numpy(dtype=float)).sum())
+    table["p_holm"], table["resolved"] = adjusted, reject
+    strict = alpha / max(family, 1)
+    for column, size in (("seeds_needed", None), ("seeds_needed_min", min_effect)):
+        table[column] = [
+            _seeds(r, abs(r["diff"]) if size is None else size, strict)
+            if not r["resolved"] and np.isfinite(r["p_value"])
+            else math.nan
+            for r in table.to_dict("records")
+        ]
+    table.attrs["family"] = family
+    table.attrs["alpha"] = alpha
+
+
+def _seeds(row: dict, effect: float | None, alpha: float) -> float:
+    """Seeds per arm: runs (pairs) needed over the runs (pairs) each seed gives that difference."""
+    if effect is None or not np.isfinite(row["diff_sd"]):
+        return math.nan
+    n = stats.seeds_needed(effect, row["diff_sd"], row["diff_method"] == "paired", alpha)
+    if not np.isfinite(n):
+        return math.nan
+    return float(math.ceil(n / max(row["diff_per_seed"], 1.0)))
+
+
 def difference(
-    runs: pd.DataFrame, axes: list[str], axis: str, level, reference, value: str
+    runs: pd.DataFrame,
+    axes: list[str],
+    axis: str,
+    level,
+    reference,
+    value: str,
+    spec: IntervalSpec = T,
+    bounds: tuple[float, float] | None = None,
+    higher_is_better: bool = True,
 ) -> dict:
-    """Mean of `value` at `level` minus at `reference`, with a 95 % interval (see module docstring)."""
+    """Mean of `value` at `level` minus at `reference`, with its 95 % interval (spec; see the
+    module docstring), P(improvement) with its interval, the test's p-value, the sd the seeds
+    needed are computed from (of the pair differences, or pooled) and the pairs (runs per arm)
+    each seed gives."""
     empty = {
         "diff": np.nan,
         "diff_low": np.nan,
         "diff_high": np.nan,
         "diff_n": 0,
         "diff_method": "",
+        "diff_interval": "",
+        "diff_clipped": False,
+        "p_better": np.nan,
+        "p_better_low": np.nan,
+        "p_better_high": np.nan,
+        "p_value": np.nan,
+        "diff_sd": np.nan,
+        "diff_per_seed": np.nan,
     }
     if _same(level, reference):
         return {**empty, "diff": 0.0, "diff_method": "reference"}
@@ -110,34 +201,52 @@ def difference(
     keys = [a for a in axes if a != axis] + ["seed"]
     left = here.groupby(keys, observed=True)[value].mean()
     right = there.groupby(keys, observed=True)[value].mean()
-    paired = (left - right).dropna()
-    if len(paired) >= 2:
-        mean, low, high = paired_interval(paired)
-        return {
-            "diff": mean,
-            "diff_low": low,
-            "diff_high": high,
-            "diff_n": len(paired),
-            "diff_method": "paired",
-        }
-    a, b = here[value].to_numpy(float), there[value].to_numpy(float)
-    diff, low, high = welch_interval(a, b)
+    matched = pd.concat({"a": left, "b": right}, axis=1).dropna()
+    paired = len(matched) >= 2
+    if paired:
+        a, b = matched["a"].to_numpy(float), matched["b"].to_numpy(float)
+        seeds = matched.index.get_level_values("seed").nunique()
+        sd = float(np.std(a - b, ddof=1))
+        per_seed, n, method = len(matched) / max(seeds, 1), len(matched), "paired"
+    else:
+        a, b = here[value].to_numpy(float), there[value].to_numpy(float)
+        sd = (
+            math.sqrt((np.var(a, ddof=1) + np.var(b, ddof=1)) / 2)
+            if min(len(a), len(b)) > 1
+            else np.nan
+        )
+        per_seed = min(
+            len(a) / max(here["seed"].nunique(), 1), len(b) / max(there["seed"].nunique(), 1)
+        )
+        n, method = len(a) + len(b), "welch" if spec.kind == "t" else "unpaired"
+    est = stats.difference_estimate(a, b, paired, spec, bounds)
+    better = stats.probability_of_improvement(a, b, paired, spec, higher_is_better)
     return {
-        "diff": diff,
-        "diff_low": low,
-        "diff_high": high,
-        "diff_n": len(a) + len(b),
-        "diff_method": "welch",
+        "diff": est.value,
+        "diff_low": est.low,
+        "diff_high": est.high,
+        "diff_n": n,
+        "diff_method": method,
+        "diff_interval": est.method,
+        "diff_clipped": est.clipped,
+        "p_better": better.value,
+        "p_better_low": better.low,
+        "p_better_high": better.high,
+        "p_value": stats.difference_p_value(a, b, paired),
+        "diff_sd": sd,
+        "diff_per_seed": float(per_seed),
     }
 
 
 def interactions(tables: Tables, value: str = "score") -> dict[tuple[str, str], pd.DataFrame]:
-    """For each pair of axes: cell means of `value` with t intervals and divergence rates."""
+    """For each pair of axes: cell means of `value` with intervals and divergence rates."""
     runs, out = tables.runs, {}
     if runs.empty or value not in runs.columns:
         return out
+    spec, bounds = IntervalSpec.from_info(tables.info), _bounds(tables).get(value)
     for a, b in itertools.combinations(tables.axes, 2):
-        cells = group_intervals(runs, [a, b], [value]).drop(columns="metric")
+        cells = group_intervals(runs, [a, b], [value], spec=spec, bounds={value: bounds})
+        cells = cells.drop(columns="metric")
         out[(a, b)] = counts(runs, [a, b]).merge(cells, on=[a, b], how="left")
     return out
 

@@ -204,6 +204,16 @@ class AnalysisSection(BaseModel):
         0.9, gt=0, le=1, description="target = this x best run's final metric"
     )
     target: float | None = Field(None, description="absolute target (overrides target_fraction)")
+    interval: Literal["bootstrap", "t"] = Field(
+        "bootstrap",
+        description="confidence intervals: bootstrap over runs (BCa, expanded) or Student t (analysis.stats)",
+    )
+    resamples: int = Field(2000, ge=100, le=1_000_000, description="bootstrap resamples")
+    min_effect: float | None = Field(
+        None,
+        gt=0,
+        description="smallest difference of the score worth resolving: the report says how many seeds it needs",
+    )
 
 
 class ResourcesSection(BaseModel):

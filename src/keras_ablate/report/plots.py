@@ -230,10 +230,12 @@ def _threshold_for(role: dict):
 
 
 def main_effects(tables: Tables):
-    """One panel per factor: marginal mean score per level with its 95 % t interval."""
+    """One panel per factor: every run's score (faint points, seeded jitter) and the marginal mean
+    score per level with its 95 % interval (the report's interval, analysis.effects)."""
     table = effects.main_effects(tables)
     if table.empty:
         return None
+    runs, jitter = tables.runs, np.random.default_rng(0)
     axes_list = [a for a in tables.axes if len(tables.levels[a]) > 1] or list(tables.axes)
     colors = level_colors(tables)
     grand = np.nanmean(tables.runs["score"].to_numpy(dtype=float))
@@ -243,6 +245,17 @@ def main_effects(tables: Tables):
     for ax, axis in zip(axs[0], axes_list, strict=False):
         rows = table[table["axis"] == axis]
         for k, record in enumerate(rows.itertuples(index=False)):
+            points = runs.loc[runs[axis] == record.level, "score"].to_numpy(dtype=float)
+            points = points[np.isfinite(points)]
+            ax.scatter(
+                k + jitter.uniform(-0.2, 0.2, len(points)),
+                points,
+                s=7,
+                color=colors[axis][record.level],
+                alpha=0.35,
+                linewidths=0,
+                zorder=1,
+            )
             err = np.array([[record.mean - record.ci_low], [record.ci_high - record.mean]])
             ax.errorbar(
                 [k],
@@ -251,6 +264,7 @@ def main_effects(tables: Tables):
                 fmt="o",
                 color=colors[axis][record.level],
                 capsize=3,
+                zorder=3,
             )
         ax.axhline(grand, color="0.6", ls=":", lw=1)
         ax.set_xticks(

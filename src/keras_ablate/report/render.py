@@ -134,16 +134,17 @@ def make_figures(tables: Tables, fig_dir: Path) -> list[Figure]:
             "main_effects",
             "Main effects",
             plots.main_effects,
-            "One panel per factor: mean score per level over all runs at that level, with its 95 % t "
-            "interval; the dotted line is the grand mean. A factor that matters moves its points away from "
+            "One panel per factor: every run's score (faint points) and the mean score per level over "
+            "all runs at that level, with its 95 % interval (the one the tables name: a bootstrap over runs "
+            "by default); the dotted line is the grand mean. A factor that matters moves its points away from "
             "the line by more than their intervals; a flat panel is a factor that did nothing.",
         ),
         (
             "interactions",
             "Interactions",
             plots.interactions,
-            "Mean score over the levels of one factor, one line per level of another, with 95 % t "
-            "intervals. Parallel lines: the two factors act independently; crossing or diverging lines: "
+            "Mean score over the levels of one factor, one line per level of another, with 95 % "
+            "intervals (the ones the tables name). Parallel lines: the two factors act independently; crossing or diverging lines: "
             "the effect of one depends on the other.",
         ),
         # Probe instruments (issue 3): gradients through time and depth, clipping, units, gates.
@@ -202,7 +203,7 @@ def build_report(exp_dir: str | Path, info: dict | None = None) -> dict:
         "unplanned": tables.unplanned,
         "summary": sections.summary(tables, main, configs),
         "protocol": protocol_section.protocol_section(tables),
-        "factors": sections.factor_tables(main),
+        "factors": sections.factor_tables(main, (info.get("analysis") or {}).get("min_effect")),
         "interactions": sections.interaction_tables(tables),
         "anova": sections.anova_table(tables),
         "configurations": sections.config_table(tables, configs),

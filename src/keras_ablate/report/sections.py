@@ -14,6 +14,7 @@ import pandas as pd
 
 from keras_ablate import store
 from keras_ablate.analysis import baselines, effects
+from keras_ablate.analysis.stats import IntervalSpec
 from keras_ablate.analysis.tables import STATUSES, Tables
 from keras_ablate.phases import format_phases
 
@@ -42,6 +43,49 @@ def ci_text(mean, low, high) -> str:
     if low is None or not (math.isfinite(float(low)) and math.isfinite(float(high))):
         return num(float(mean))
     return f"{num(float(mean))} [{num(float(low))}, {num(float(high))}]"
+
+
+def better_text(record: dict) -> str:
+    """P(improvement) '0.83 [0.6, 1]' (the level better than the reference), '–' without one."""
+    return ci_text(record.get("p_better"), record.get("p_better_low"), record.get("p_better_high"))
+
+
+def decision_text(record: dict) -> str:
+    """yes / no (the Holm-corrected decision) or 'no interval' when there is no test."""
+    if not math.isfinite(float(record.get("p_value", math.nan))):
+        return "no interval"
+    return "yes" if record.get("resolved") else "no"
+
+
+def seeds_text(record: dict, min_effect) -> str:
+    """Seeds per arm that would resolve an unresolved difference: of its size, and of min_effect."""
+    if record.get("resolved"):
+        return "resolved"
+    parts = []
+    observed = record.get("seeds_needed", math.nan)
+    if math.isfinite(observed):
+        parts.append(f"{int(observed)} (observed size)")
+    wanted = record.get("seeds_needed_min", math.nan)
+    if min_effect and math.isfinite(wanted):
+        parts.append(f"{int(wanted)} (size {num(float(min_effect))})")
+    return "; ".join(parts) or "–"
+
+
+def method_note(main: pd.DataFrame) -> dict:
+    """What the effect tables say about their intervals and decisions."""
+    family = int(main.attrs.get("family", 0)) if not main.empty else 0
+    return {
+        "interval": main.attrs.get("interval", "") if not main.empty else "",
+        "family": family,
+        "decision": (
+            f"Holm-corrected across {family} comparisons: a difference is resolved (yes) where its "
+            "Holm-adjusted p-value (paired t test over matched runs, Welch's t test otherwise) is "
+            "below 0.05; the intervals shown are the uncorrected 95 % intervals, P(better) is the "
+            "probability that a run at the level beats one at the reference (ties 1/2) with its "
+            f"bootstrap interval ({main.attrs.get('resamples', '')} resamples), and seeds needed is per arm, for 80 % power at the strictest Holm "
+            f"level 0.05 / {family} (normal approximation)."
+        ),
+    }
 
 
 def label(record: dict, axes: list[str]) -> str:
@@ -100,6 +144,7 @@ def summary(tables: Tables, main: pd.DataFrame, configs: pd.DataFrame) -> dict:
                 }
             )
     largest = []
+    min_effect = (tables.info.get("analysis") or {}).get("min_effect")
     if not main.empty:
         rows = main[
             (main["diff_method"] != "reference") & np.isfinite(main["diff"].to_numpy(dtype=float))
@@ -107,15 +152,15 @@ def summary(tables: Tables, main: pd.DataFrame, configs: pd.DataFrame) -> dict:
         rows = rows.reindex(rows["diff"].abs().sort_values(ascending=False).index).head(TOP)
         for record in rows.to_dict("records"):
             low, high = record["diff_low"], record["diff_high"]
-            sure = math.isfinite(low) and (low > 0 or high < 0)
             largest.append(
                 {
                     "effect": f"{record['axis']}: {record['level']} vs {record['reference']}",
                     "value": ci_text(record["diff"], low, high),
-                    "method": record["diff_method"],
-                    "excludes_zero": "yes"
-                    if sure
-                    else ("no" if math.isfinite(low) else "no interval"),
+                    "method": f"{record['diff_method']}, {record['diff_interval']}"
+                    + (", cut to range" if record.get("diff_clipped") else ""),
+                    "better": better_text(record),
+                    "excludes_zero": decision_text(record),
+                    "seeds": seeds_text(record, min_effect),
                 }
             )
     return {
@@ -125,6 +170,8 @@ def summary(tables: Tables, main: pd.DataFrame, configs: pd.DataFrame) -> dict:
         "baseline": baseline_sentence(tables, derived.get("metric") or ""),
         "best": best,
         "largest": largest,
+        "interval": IntervalSpec.from_info(tables.info).describe(),
+        **{f"method_{k}": v for k, v in method_note(main).items()},
     }
 
 
@@ -155,14 +202,16 @@ def baseline_sentence(tables: Tables, metric: str) -> str:
     )
 
 
-def factor_tables(main: pd.DataFrame) -> list[dict]:
-    """One table per axis: level, counts, divergence rate, mean [CI], difference from the reference [CI]."""
+def factor_tables(main: pd.DataFrame, min_effect=None) -> list[dict]:
+    """One table per axis: level, counts, divergence rate, mean [CI], IQM, difference from the
+    reference [CI], P(better) [CI], the Holm-corrected decision and the seeds needed."""
     out = []
     if main.empty:
         return out
     for axis, rows in main.groupby("axis", sort=False):
         body = []
         for r in rows.to_dict("records"):
+            reference = r["diff_method"] == "reference"
             body.append(
                 {
                     "level": str(r["level"]),
@@ -172,10 +221,18 @@ def factor_tables(main: pd.DataFrame) -> list[dict]:
                     "failed": r["n_failed"],
                     "divergence rate": num(r["divergence_rate"], 2),
                     "mean [95% CI]": ci_text(r["mean"], r["ci_low"], r["ci_high"]),
+                    "IQM": num(r.get("iqm", math.nan)),
                     "difference [95% CI]": "reference"
-                    if r["diff_method"] == "reference"
+                    if reference
                     else ci_text(r["diff"], r["diff_low"], r["diff_high"]),
-                    "interval": r["diff_method"],
+                    "interval": r["diff_method"]
+                    if reference
+                    else f"{r['diff_method']}, {r['diff_interval']}"
+                    + (", cut to range" if r.get("diff_clipped") else ""),
+                    "P(better) [95% CI]": "" if reference else better_text(r),
+                    "p (Holm)": "" if reference else num(r.get("p_holm", math.nan), 3),
+                    "differs (Holm)": "" if reference else decision_text(r),
+                    "seeds needed per arm": "" if reference else seeds_text(r, min_effect),
                 }
             )
         out.append(
