@@ -66,13 +66,11 @@ def ngram(opts: NgramOptions) -> Dataset:
     rng = np.random.default_rng(opts.seed)
     tokens = np.arange(1, opts.vocab_size)  # 0 is padding
     key = rng.choice(tokens, size=opts.ngram_len, replace=False)
-    x, y = _ngram_examples(rng, key, opts, opts.n_train + opts.n_val)
-    x_test, y_test = _ngram_examples(_test_stream(opts), key, opts, opts.n_test)
-    return _split(
+    return _generate(
         "ngram",
         opts,
-        (x, y),
-        (x_test, y_test),
+        lambda stream, n: _ngram_examples(stream, key, opts, n),
+        rng,
         task="binary",
         input_kind="tokens",
         vocab_size=opts.vocab_size,
@@ -107,21 +105,22 @@ def _ngram_examples(rng, key: np.ndarray, opts: NgramOptions, n: int):
     return x, y
 
 
-def _test_stream(opts: _Options) -> np.random.Generator:
-    """The test split's own random stream: train and validation data stay what they were
-    before the test split existed, and a different n_test changes no training example."""
-    return np.random.default_rng([opts.seed, 1])
+def _generate(name, opts: _Options, examples, rng: np.random.Generator, **kwargs) -> Dataset:
+    """Training and validation examples from `rng` (the task's seeded stream), test examples from
+    their own stream: train and validation data stay what they were before the test split
+    existed, and a different n_test changes no training example. examples(stream, n) -> (x, y)."""
+    train_val = examples(rng, opts.n_train + opts.n_val)
+    test = examples(np.random.default_rng([opts.seed, 1]), opts.n_test)
+    return _split(name, opts, train_val, test, **kwargs)
 
 
 def recall(opts: RecallOptions) -> Dataset:
     """Label = the token at position 0; `seq_len` distractor tokens follow it."""
-    x, y = _recall_examples(np.random.default_rng(opts.seed), opts, opts.n_train + opts.n_val)
-    x_test, y_test = _recall_examples(_test_stream(opts), opts, opts.n_test)
-    return _split(
+    return _generate(
         "recall",
         opts,
-        (x, y),
-        (x_test, y_test),
+        lambda stream, n: _recall_examples(stream, opts, n),
+        np.random.default_rng(opts.seed),
         task="multiclass",
         input_kind="tokens",
         vocab_size=opts.vocab_size,
@@ -142,13 +141,11 @@ def adding(opts: AddingOptions) -> Dataset:
 
     Predicting the constant 1 (the mean of the target) gives MSE = Var(U1 + U2) = 1/6.
     """
-    x, y = _adding_examples(np.random.default_rng(opts.seed), opts, opts.n_train + opts.n_val)
-    x_test, y_test = _adding_examples(_test_stream(opts), opts, opts.n_test)
-    return _split(
+    return _generate(
         "adding",
         opts,
-        (x, y),
-        (x_test, y_test),
+        lambda stream, n: _adding_examples(stream, opts, n),
+        np.random.default_rng(opts.seed),
         task="regression",
         input_kind="features",
         meta={"constant_baseline_mse": 1.0 / 6.0},
