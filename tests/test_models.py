@@ -10,6 +10,7 @@ import pytest
 from keras_ablate.config import RunSettings
 from keras_ablate.config.levels import ACTIVATIONS, ARCHITECTURES, NORMALIZATIONS
 from keras_ablate.data import load_dataset
+from keras_ablate.models import build_model
 from keras_ablate.training.loop import build_instrumented
 
 DATASETS = {
@@ -87,3 +88,49 @@ def test_layer_names_are_stable_and_descriptive():
     assert {"embed", "dense_0", "dense_0_norm", "dense_0_act", "dense_1", "dense_out"} <= set(
         names["mlp"]
     )
+
+
+def _expected_params(settings: dict, ds) -> int:
+    """The parameter count of a model with these settings, by the layer formulas."""
+    e, u, f = settings["embed_dim"], settings["units"], settings["filters"]
+    outputs = 1 if ds.n_classes in (None, 2) else ds.n_classes
+    total = ds.vocab_size * e
+    architecture, depth = settings["architecture"], settings["depth"]
+    if architecture == "cnn":
+        ks = settings["kernel_sizes"]
+        total += sum(k * e * f + f + (depth - 1) * (k * f * f + f) for k in ks)
+        features = len(ks) * f
+    elif architecture == "mlp":
+        total += (ds.seq_len * e) * u + u + (depth - 1) * (u * u + u)
+        features = u
+    else:
+        # Per layer: gate blocks x (input kernel + recurrent kernel + bias); Keras's GRU
+        # (reset_after) has a second bias for the recurrent term.
+        blocks = {"rnn": 1, "lstm": 4, "gru": 3}[architecture]
+        extra_bias = blocks * u if architecture == "gru" else 0
+        total += sum(
+            blocks * ((e if i == 0 else u) * u + u * u + u) + extra_bias for i in range(depth)
+        )
+        features = u
+    return total + features * outputs + outputs
+
+
+@pytest.mark.parametrize(
+    "architecture, depth, dataset",
+    [
+        ("cnn", 1, "ngram"),
+        ("cnn", 2, "recall"),
+        ("mlp", 2, "ngram"),
+        ("rnn", 2, "recall"),
+        ("lstm", 1, "ngram"),
+        ("lstm", 2, "recall"),
+        ("gru", 2, "ngram"),
+    ],
+)
+def test_n_params_matches_the_layer_formulas(architecture, depth, dataset):
+    ds = load_dataset(*DATASETS[dataset])
+    settings = RunSettings(
+        architecture=architecture, units=5, embed_dim=3, filters=4, kernel_sizes=(2, 3), depth=depth
+    ).model_dump(mode="json")
+    model = build_model(settings, ds)
+    assert model.count_params() == _expected_params(settings, ds)
