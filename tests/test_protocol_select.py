@@ -65,3 +65,56 @@ def test_ties_go_to_the_rate_listed_first():
     runs = _runs([("a", "rnn", 0.01, 0, 0.5), ("b", "rnn", 0.001, 0, 0.5)])
     table = select_rates(runs, ["architecture"], "val/loss", [0.01, 0.001])
     assert table.loc[table["selected"], "learning_rate"].tolist() == [0.01]
+
+
+def test_file_order_decides_ties_and_the_table_order_whatever_the_row_order():
+    # The runs list the later rate first: only the protocol's file order may break the tie.
+    runs = _runs(
+        [
+            ("b", "rnn", 0.001, 0, 0.5), ("a", "rnn", 0.01, 0, 0.5),
+            ("d", "lstm", 0.001, 0, 0.2), ("c", "lstm", 0.01, 0, 0.4),
+        ]
+    )  # fmt: skip
+    table = select_rates(runs, ["architecture"], "val/loss", [0.01, 0.001])
+    assert table[["architecture", "learning_rate", "selected"]].values.tolist() == [
+        ["lstm", 0.01, False],
+        ["lstm", 0.001, True],
+        ["rnn", 0.01, True],
+        ["rnn", 0.001, False],
+    ]
+    assert list(table.columns) == [
+        "architecture",
+        "learning_rate",
+        "seeds",
+        "finished",
+        "select_value",
+        "selected",
+    ]
+
+
+def test_without_axes_one_rate_is_selected_for_the_whole_grid():
+    runs = _runs(
+        [("a", "rnn", 0.1, 0, 0.9), ("b", "rnn", 0.01, 0, 0.3), ("c", "rnn", 0.001, 0, 0.6)]
+    )
+    table = select_rates(runs, [], "val/loss", [0.1, 0.01, 0.001])
+    assert table["learning_rate"].tolist() == [0.1, 0.01, 0.001]
+    assert table["selected"].tolist() == [False, True, False]
+    assert sorted(selected_runs(runs, table, [])["run_id"]) == ["b"]
+
+
+def test_an_arm_with_nothing_finished_keeps_its_first_listed_rate():
+    # Every seed diverged (NaN) at both rates of gru; a metric never recorded at all gives the
+    # same: nothing to compare, so the first rate in the file, and finished = 0.
+    runs = _runs(
+        [
+            ("a", "gru", 0.001, 0, math.nan), ("b", "gru", 0.1, 0, math.nan),
+            ("c", "rnn", 0.001, 0, 0.2), ("d", "rnn", 0.1, 0, 0.1),
+        ]
+    )  # fmt: skip
+    table = select_rates(runs, ["architecture"], "val/loss", [0.1, 0.001])
+    chosen = table[table["selected"]].set_index("architecture")["learning_rate"].to_dict()
+    assert chosen == {"gru": 0.1, "rnn": 0.1}
+    assert table.loc[table["architecture"] == "gru", "finished"].tolist() == [0, 0]
+    missing = select_rates(runs, ["architecture"], "val/accuracy", [0.1, 0.001])
+    assert missing.loc[missing["selected"], "learning_rate"].tolist() == [0.1, 0.1]
+    assert missing["finished"].tolist() == [0, 0, 0, 0] and missing["select_value"].isna().all()
