@@ -6,7 +6,8 @@ import math
 
 import pandas as pd
 
-from keras_ablate.analysis.protocol import select_rates, selected_runs
+from keras_ablate.analysis.protocol import apply_protocol, select_rates, selected_runs
+from keras_ablate.analysis.tables import Tables
 
 
 def _runs(rows):
@@ -118,3 +119,38 @@ def test_an_arm_with_nothing_finished_keeps_its_first_listed_rate():
     missing = select_rates(runs, ["architecture"], "val/accuracy", [0.1, 0.001])
     assert missing.loc[missing["selected"], "learning_rate"].tolist() == [0.1, 0.1]
     assert missing["finished"].tolist() == [0, 0, 0, 0] and missing["select_value"].isna().all()
+
+
+def test_apply_protocol_keeps_every_frame_to_the_selected_runs():
+    runs = _runs(
+        [
+            ("a", "rnn", 0.001, 0, 0.5), ("b", "rnn", 0.01, 0, 0.3),
+            ("c", "lstm", 0.001, 0, 0.2), ("d", "lstm", 0.01, 0, 0.4),
+        ]
+    )  # fmt: skip
+    ids = pd.Categorical(["a", "b", "c", "d"])
+
+    def per_run(name):
+        return pd.DataFrame({"run_id": ids, name: [1.0, 2.0, 3.0, 4.0]})
+
+    tables = Tables(
+        runs=runs,
+        history=per_run("value"),
+        steps=per_run("value"),
+        axes=["architecture"],
+        timesteps=per_run("grad_norm"),
+        extra={"units": per_run("value")},
+    )
+    apply_protocol(tables, {"select_on": "val/loss", "learning_rate": [0.001, 0.01]})
+    assert tables.all_runs is runs and tables.protocol["selected"].sum() == 2
+    assert tables.runs["run_id"].tolist() == ["b", "c"]
+    for frame in (tables.history, tables.steps, tables.timesteps, tables.extra["units"]):
+        assert frame["run_id"].astype(str).tolist() == ["b", "c"]
+        assert frame.index.tolist() == [0, 1]
+        assert list(frame["run_id"].cat.categories) == ["b", "c"]  # no empty categories left
+    # No learning-rate column (a grid without the protocol's runs): nothing changes.
+    plain = Tables(
+        runs=runs.drop(columns="learning_rate"), history=per_run("v"), steps=per_run("v"), axes=[]
+    )
+    apply_protocol(plain, {"select_on": "val/loss", "learning_rate": [0.1]})
+    assert plain.all_runs is None and len(plain.runs) == 4
