@@ -146,7 +146,7 @@ def test_apply_protocol_keeps_every_frame_to_the_selected_runs():
     assert tables.runs["run_id"].tolist() == ["b", "c"]
     for frame in (tables.history, tables.steps, tables.timesteps, tables.extra["units"]):
         assert frame["run_id"].astype(str).tolist() == ["b", "c"]
-        assert frame.index.tolist() == [0, 1]
+        assert frame.index.tolist() == [0, 1] and "index" not in frame.columns
         assert list(frame["run_id"].cat.categories) == ["b", "c"]  # no empty categories left
     # No learning-rate column (a grid without the protocol's runs): nothing changes.
     plain = Tables(
@@ -154,3 +154,24 @@ def test_apply_protocol_keeps_every_frame_to_the_selected_runs():
     )
     apply_protocol(plain, {"select_on": "val/loss", "learning_rate": [0.1]})
     assert plain.all_runs is None and len(plain.runs) == 4
+
+
+def test_an_axis_level_that_is_missing_or_an_unused_category_is_handled_as_in_the_runs():
+    # A setting absent from some runs reads NaN: those runs are an arm of their own. A
+    # categorical axis (as load() gives) with a level no run has makes no arm.
+    runs = _runs(
+        [
+            ("a", "rnn", 0.1, 0, 0.5), ("b", "rnn", 0.01, 0, 0.3),
+            ("c", None, 0.1, 0, 0.2), ("d", None, 0.01, 0, 0.4),
+        ]
+    )  # fmt: skip
+    runs["architecture"] = pd.Categorical(runs["architecture"], categories=["gru", "rnn"])
+    table = select_rates(runs, ["architecture"], "val/loss", [0.1, 0.01])
+    assert len(table) == 4 and table["seeds"].tolist() == [1, 1, 1, 1]
+    chosen = table.loc[table["selected"], ["architecture", "learning_rate"]]
+    assert chosen.astype(object).where(chosen.notna(), None).values.tolist() == [
+        ["rnn", 0.01],
+        [None, 0.1],
+    ]
+    kept = selected_runs(runs, table, ["architecture"])
+    assert sorted(kept["run_id"]) == ["b", "c"] and list(kept.columns) == list(runs.columns)
