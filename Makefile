@@ -6,7 +6,7 @@ FILE ?= ablations.yaml
 RESULTS ?= results
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: setup test lint format plan ablate report tune claims bench clean
+.PHONY: setup test lint format plan ablate report tune claims bench mutate clean
 
 setup: $(BIN)/keras-ablate
 
@@ -58,5 +58,11 @@ bench: setup
 	$(BIN)/python benchmarks/report_scale.py
 	$(BIN)/python benchmarks/jit_break_even.py
 
+# Mutation testing (mutmut, [tool.mutmut] in pyproject.toml): which deliberate bugs in the
+# numeric modules the tests catch. Slow, not part of CI; record the score in docs/MUTATION.md.
+mutate: setup
+	$(BIN)/mutmut run --max-children 2
+	$(BIN)/mutmut results
+
 clean:
-	rm -rf build dist src/*.egg-info .pytest_cache
+	rm -rf build dist src/*.egg-info .pytest_cache mutants

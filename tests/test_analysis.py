@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pandas.testing as pdt
@@ -283,3 +285,47 @@ def test_a_run_from_an_earlier_plan_keeps_its_setting_when_that_setting_becomes_
     runs = load_tables(tmp_path).runs.set_index("run_id")
     assert runs.loc["old", "init"] == "orthogonal"
     assert runs.loc["new", "init"] == "spectral_radius:0.5"
+
+
+def test_anova_sums_of_squares_and_partial_eta_squared_match_statsmodels_and_a_hand_count():
+    import statsmodels.formula.api as smf
+    from statsmodels.stats.anova import anova_lm
+
+    # A balanced 2 x 3 design, 3 replicates, with a main effect of a, a smaller one of b and
+    # an interaction, on hand-built rows (no simulator).
+    rng = np.random.default_rng(7)
+    rows = []
+    for i, a in enumerate(["lstm", "rnn"]):
+        for j, b in enumerate(["none", "layer", "batch"]):
+            for seed in range(3):
+                y = 0.3 * i + 0.1 * j + 0.15 * i * (j == 2) + rng.normal(0, 0.05)
+                rows.append({"architecture": a, "normalization": b, "seed": seed, "score": y})
+    runs = pd.DataFrame(rows)
+    tables = SimpleNamespace(runs=runs, axes=["architecture", "normalization"])
+    table, note = effects.anova(tables)
+    table = table.set_index("term")
+
+    reference = anova_lm(
+        smf.ols("score ~ C(architecture) * C(normalization)", data=runs).fit(), typ=2
+    )
+    residual = reference.loc["Residual", "sum_sq"]
+    for ours, theirs in [
+        ("architecture", "C(architecture)"),
+        ("normalization", "C(normalization)"),
+        ("architecture x normalization", "C(architecture):C(normalization)"),
+    ]:
+        ss = reference.loc[theirs, "sum_sq"]
+        assert table.loc[ours, "sum_sq"] == pytest.approx(ss, rel=1e-9)
+        assert table.loc[ours, "F"] == pytest.approx(reference.loc[theirs, "F"], rel=1e-9)
+        assert table.loc[ours, "p_value"] == pytest.approx(
+            reference.loc[theirs, "PR(>F)"], rel=1e-6
+        )
+        assert table.loc[ours, "partial_eta_sq"] == pytest.approx(ss / (ss + residual), rel=1e-9)
+    # Balanced design: SS of a main effect = runs per level x squared deviations of level means;
+    # the residual SS = squared deviations from the cell means.
+    grand = runs["score"].mean()
+    ss_a = 9 * ((runs.groupby("architecture")["score"].mean() - grand) ** 2).sum()
+    cell = runs.groupby(["architecture", "normalization"])["score"].transform("mean")
+    ss_resid = ((runs["score"] - cell) ** 2).sum()
+    assert table.loc["architecture", "partial_eta_sq"] == pytest.approx(ss_a / (ss_a + ss_resid))
+    assert np.isnan(table.loc["Residual", "partial_eta_sq"]) and "12 residual" in note

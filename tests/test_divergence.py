@@ -370,3 +370,57 @@ def test_a_diverged_configuration_ranks_below_a_finished_one_with_the_same_score
         "learning_rate=1.0, architecture=cnn",
     ]
     assert [b["diverged"] for b in summary["best"]] == ["0 / 1", "1 / 1"]
+
+
+def test_kept_epochs_edge_inputs_read_as_the_records_hold_them():
+    # summary.json / a parquet column give NaN or nothing for "did not diverge", and an old
+    # record may lack steps_per_epoch (then one step per epoch).
+    assert scoring.kept_epochs(math.nan, 4) == (math.inf, math.inf)
+    assert scoring.kept_epochs("", 4) == (math.inf, math.inf)
+    assert scoring.kept_epochs(3, None) == (3.0, 2.0)
+    assert scoring.kept_epochs(3, 0) == (3.0, 2.0)
+    assert scoring.is_end_of_epoch("test/accuracy") and scoring.is_end_of_epoch("val/loss")
+    assert not scoring.is_end_of_epoch("train/loss")
+
+
+def test_final_and_best_values_of_a_finished_run_and_of_an_all_nan_metric():
+    history = pd.DataFrame(
+        {
+            "epoch": [1, 2, 3],
+            "val/loss": [np.nan, np.nan, np.nan],  # before the others: one missing metric
+            "train/loss": [0.7, 0.5, 0.6],
+            "val/accuracy": [0.5, 0.75, 0.625],
+        }
+    )
+    assert scoring.final_values(history) == {
+        "val/loss": None,
+        "train/loss": 0.6,
+        "val/accuracy": 0.625,
+    }
+    assert scoring.best_values(history) == {
+        "val/loss": None,
+        "train/loss": 0.5,
+        "val/accuracy": 0.75,
+    }
+
+
+def test_blanking_leaves_tables_without_epochs_and_probe_keys_alone():
+    no_epoch = pd.DataFrame({"val/loss": [0.5, 0.4]})
+    assert scoring.blank_history(no_epoch, 8, 4) is no_epoch
+    assert scoring.blank_probe_table(no_epoch, 8, 4) is no_epoch
+    units = pd.DataFrame({"epoch": [0, 1], "value": [0.1, 0.2]})
+    assert scoring.blank_probe_table(units, None, 2) is units
+    # Float key columns (t, distance) of a timesteps table keep their values; grad_norm does not.
+    timesteps = pd.DataFrame(
+        {
+            "epoch": [0.0, 2.0],
+            "layer": ["rnn_0", "rnn_0"],
+            "t": [0.0, 1.0],
+            "distance": [1.0, 0.0],
+            "grad_norm": [0.3, 0.4],
+        }
+    )
+    out = scoring.blank_probe_table(timesteps, 3, 2)
+    assert out["t"].tolist() == [0.0, 1.0] and out["distance"].tolist() == [1.0, 0.0]
+    assert out["epoch"].tolist() == [0.0, 2.0]
+    assert out["grad_norm"].tolist()[0] == 0.3 and math.isnan(out["grad_norm"].iloc[1])

@@ -281,6 +281,25 @@ def test_probes_do_not_change_training():
         np.testing.assert_array_equal(a, b)
 
 
+def _numpy_gru_gate_means(layer, sequence):
+    """Mean update and reset gate of a Keras GRU (reset_after) over batch, units and steps; its outputs."""
+    kernel, recurrent, bias = (w.astype(np.float64) for w in layer.get_weights())
+    n = recurrent.shape[0]
+    h = np.zeros((sequence.shape[0], n))
+    z_means, r_means, outputs = [], [], []
+    for t in range(sequence.shape[1]):
+        x_part = sequence[:, t] @ kernel + bias[0]
+        h_part = h @ recurrent + bias[1]
+        z = 1 / (1 + np.exp(-(x_part[:, :n] + h_part[:, :n])))
+        r = 1 / (1 + np.exp(-(x_part[:, n : 2 * n] + h_part[:, n : 2 * n])))
+        candidate = np.tanh(x_part[:, 2 * n :] + r * h_part[:, 2 * n :])
+        h = z * h + (1 - z) * candidate
+        z_means.append(z.mean())
+        r_means.append(r.mean())
+        outputs.append(h)
+    return {"update": np.mean(z_means), "reset": np.mean(r_means)}, np.stack(outputs, axis=1)
+
+
 def test_run_one_writes_probe_tables_for_every_epoch_with_the_step_layer_names():
     settings = _settings(architecture="gru", depth=2, epochs=2, clip="norm:0.01")
     spec = RunSpec("t", make_run_id(settings, DATA, 0), settings, DATA, 0, {})
@@ -296,7 +315,18 @@ def test_run_one_writes_probe_tables_for_every_epoch_with_the_step_layer_names()
     assert set(tables["depth"]["layer"]) == step_layers
     gates = tables["units"][tables["units"]["quantity"].str.startswith("gate_mean/")]
     assert set(gates["quantity"]) == {"gate_mean/update", "gate_mean/reset"}
-    assert gates["value"].between(0, 1).all()
+    # Epoch 0 (before training): each layer's gate means equal a numpy GRU (Keras's
+    # reset_after form, gate order z, r, h) run over the probe batch from the initial weights.
+    ds = load_dataset(DATA["name"], DATA["options"])
+    initial = build_instrumented(settings, ds, seed=spec.seed, capacity=2)
+    x, _ = probe_batch(ds)
+    sequence = initial.get_layer("embed")(x).numpy().astype(np.float64)
+    for layer in ("rnn_0", "rnn_1"):
+        expected, sequence = _numpy_gru_gate_means(initial.get_layer(layer), sequence)
+        measured = gates[(gates["epoch"] == 0) & (gates["layer"] == layer)]
+        measured = measured.set_index("quantity")["value"]
+        for gate in ("update", "reset"):
+            assert measured[f"gate_mean/{gate}"] == pytest.approx(expected[gate], rel=1e-4), layer
     # A tiny norm threshold clips every step.
     np.testing.assert_array_equal(tables["history"]["train/clip_fraction"], [1.0, 1.0])
     assert 0 < record.summary["probe_time_s"] < record.summary["wall_time_s"]

@@ -6,7 +6,8 @@ import math
 
 import pandas as pd
 
-from keras_ablate.analysis.protocol import select_rates, selected_runs
+from keras_ablate.analysis.protocol import apply_protocol, select_rates, selected_runs
+from keras_ablate.analysis.tables import Tables
 
 
 def _runs(rows):
@@ -65,3 +66,112 @@ def test_ties_go_to_the_rate_listed_first():
     runs = _runs([("a", "rnn", 0.01, 0, 0.5), ("b", "rnn", 0.001, 0, 0.5)])
     table = select_rates(runs, ["architecture"], "val/loss", [0.01, 0.001])
     assert table.loc[table["selected"], "learning_rate"].tolist() == [0.01]
+
+
+def test_file_order_decides_ties_and_the_table_order_whatever_the_row_order():
+    # The runs list the later rate first: only the protocol's file order may break the tie.
+    runs = _runs(
+        [
+            ("b", "rnn", 0.001, 0, 0.5), ("a", "rnn", 0.01, 0, 0.5),
+            ("d", "lstm", 0.001, 0, 0.2), ("c", "lstm", 0.01, 0, 0.4),
+        ]
+    )  # fmt: skip
+    table = select_rates(runs, ["architecture"], "val/loss", [0.01, 0.001])
+    assert table[["architecture", "learning_rate", "selected"]].values.tolist() == [
+        ["lstm", 0.01, False],
+        ["lstm", 0.001, True],
+        ["rnn", 0.01, True],
+        ["rnn", 0.001, False],
+    ]
+    assert list(table.columns) == [
+        "architecture",
+        "learning_rate",
+        "seeds",
+        "finished",
+        "select_value",
+        "selected",
+    ]
+
+
+def test_without_axes_one_rate_is_selected_for_the_whole_grid():
+    runs = _runs(
+        [("a", "rnn", 0.1, 0, 0.9), ("b", "rnn", 0.01, 0, 0.3), ("c", "rnn", 0.001, 0, 0.6)]
+    )
+    table = select_rates(runs, [], "val/loss", [0.1, 0.01, 0.001])
+    assert table["learning_rate"].tolist() == [0.1, 0.01, 0.001]
+    assert table["selected"].tolist() == [False, True, False]
+    assert sorted(selected_runs(runs, table, [])["run_id"]) == ["b"]
+
+
+def test_an_arm_with_nothing_finished_keeps_its_first_listed_rate():
+    # Every seed diverged (NaN) at both rates of gru; a metric never recorded at all gives the
+    # same: nothing to compare, so the first rate in the file, and finished = 0.
+    runs = _runs(
+        [
+            ("a", "gru", 0.001, 0, math.nan), ("b", "gru", 0.1, 0, math.nan),
+            ("c", "rnn", 0.001, 0, 0.2), ("d", "rnn", 0.1, 0, 0.1),
+        ]
+    )  # fmt: skip
+    table = select_rates(runs, ["architecture"], "val/loss", [0.1, 0.001])
+    chosen = table[table["selected"]].set_index("architecture")["learning_rate"].to_dict()
+    assert chosen == {"gru": 0.1, "rnn": 0.1}
+    assert table.loc[table["architecture"] == "gru", "finished"].tolist() == [0, 0]
+    missing = select_rates(runs, ["architecture"], "val/accuracy", [0.1, 0.001])
+    assert missing.loc[missing["selected"], "learning_rate"].tolist() == [0.1, 0.1]
+    assert missing["finished"].tolist() == [0, 0, 0, 0] and missing["select_value"].isna().all()
+
+
+def test_apply_protocol_keeps_every_frame_to_the_selected_runs():
+    runs = _runs(
+        [
+            ("a", "rnn", 0.001, 0, 0.5), ("b", "rnn", 0.01, 0, 0.3),
+            ("c", "lstm", 0.001, 0, 0.2), ("d", "lstm", 0.01, 0, 0.4),
+        ]
+    )  # fmt: skip
+    ids = pd.Categorical(["a", "b", "c", "d"])
+
+    def per_run(name):
+        return pd.DataFrame({"run_id": ids, name: [1.0, 2.0, 3.0, 4.0]})
+
+    tables = Tables(
+        runs=runs,
+        history=per_run("value"),
+        steps=per_run("value"),
+        axes=["architecture"],
+        timesteps=per_run("grad_norm"),
+        extra={"units": per_run("value")},
+    )
+    apply_protocol(tables, {"select_on": "val/loss", "learning_rate": [0.001, 0.01]})
+    assert tables.all_runs is runs and tables.protocol["selected"].sum() == 2
+    assert tables.runs["run_id"].tolist() == ["b", "c"]
+    for frame in (tables.history, tables.steps, tables.timesteps, tables.extra["units"]):
+        assert frame["run_id"].astype(str).tolist() == ["b", "c"]
+        assert frame.index.tolist() == [0, 1] and "index" not in frame.columns
+        assert list(frame["run_id"].cat.categories) == ["b", "c"]  # no empty categories left
+    # No learning-rate column (a grid without the protocol's runs): nothing changes.
+    plain = Tables(
+        runs=runs.drop(columns="learning_rate"), history=per_run("v"), steps=per_run("v"), axes=[]
+    )
+    apply_protocol(plain, {"select_on": "val/loss", "learning_rate": [0.1]})
+    assert plain.all_runs is None and len(plain.runs) == 4
+
+
+def test_an_axis_level_that_is_missing_or_an_unused_category_is_handled_as_in_the_runs():
+    # A setting absent from some runs reads NaN: those runs are an arm of their own. A
+    # categorical axis (as load() gives) with a level no run has makes no arm.
+    runs = _runs(
+        [
+            ("a", "rnn", 0.1, 0, 0.5), ("b", "rnn", 0.01, 0, 0.3),
+            ("c", None, 0.1, 0, 0.2), ("d", None, 0.01, 0, 0.4),
+        ]
+    )  # fmt: skip
+    runs["architecture"] = pd.Categorical(runs["architecture"], categories=["gru", "rnn"])
+    table = select_rates(runs, ["architecture"], "val/loss", [0.1, 0.01])
+    assert len(table) == 4 and table["seeds"].tolist() == [1, 1, 1, 1]
+    chosen = table.loc[table["selected"], ["architecture", "learning_rate"]]
+    assert chosen.astype(object).where(chosen.notna(), None).values.tolist() == [
+        ["rnn", 0.01],
+        [None, 0.1],
+    ]
+    kept = selected_runs(runs, table, ["architecture"])
+    assert sorted(kept["run_id"]) == ["b", "c"] and list(kept.columns) == list(runs.columns)
