@@ -255,6 +255,7 @@ TEXT_OPTION_LEVELS = {
     "lowercase": [True, False],
     "strip_punctuation": [True, False],
     "val_fraction": [0.2, 0.3],
+    "test_fraction": [0.0, 0.2],
     "n_max": [None, 100],
     "text_column": ["text", "body"],
     "label_column": ["label", "tag"],
