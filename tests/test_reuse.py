@@ -74,6 +74,21 @@ def test_a_different_model_is_built_fresh(monkeypatch):
     [
         # Another clip level, as in the default grid's clip axis.
         ({"architecture": "lstm"}, {"architecture": "lstm", "clip": "norm:0.001"}),
+        # After a run that diverged (NaN weights and optimizer state), as in a learning-rate axis.
+        (
+            {
+                "architecture": "cnn",
+                "optimizer": "sgd",
+                "activation": "relu",
+                "learning_rate": 1e12,
+            },
+            {
+                "architecture": "cnn",
+                "optimizer": "sgd",
+                "activation": "relu",
+                "learning_rate": 0.05,
+            },
+        ),
         # Another optimizer, learning rate, batch size and budget, with batch norm in the cell.
         (
             {"architecture": "rnn", "normalization": "batch"},
@@ -111,6 +126,8 @@ def test_a_run_that_only_trains_differently_keeps_the_model_and_gives_fresh_reco
             pd.testing.assert_frame_equal(a.tables[name], b.tables[name], check_exact=True)
         assert store.stable_summary(a.summary) == store.stable_summary(b.summary)
     for spec, record in zip(specs, reused, strict=True):
+        if record.summary["status"] == "diverged":
+            continue
         batches = -(-DATA["options"]["n_train"] // spec.settings["batch_size"])
         assert record.summary["steps_done"] == batches * spec.settings["epochs"]
 
