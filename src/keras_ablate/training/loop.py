@@ -52,10 +52,16 @@ def build_instrumented(settings: dict, dataset, seed: int, capacity: int) -> Ins
     model = InstrumentedModel(
         inputs=functional.inputs, outputs=functional.outputs, name=functional.name
     )
+    prepare_training(model, settings, dataset, capacity)
+    return model
+
+
+def prepare_training(model: InstrumentedModel, settings: dict, dataset, capacity: int) -> None:
+    """Compile for the run's training settings, attach the instruments, build the state: what a
+    fresh model needs, and what a kept model needs for another optimizer, clip level or budget."""
     compile_model(model, settings, dataset)
     model.configure_instruments(settings["clip"], capacity)
     build_state(model, dataset, settings["batch_size"])
-    return model
 
 
 def build_state(model: keras.Model, dataset, batch_size: int) -> None:
@@ -167,6 +173,7 @@ def run_one(spec: RunSpec) -> RunRecord:
     clock = time.perf_counter()
     key = spec.model_key()
     kept = _KEPT.pop(key, None) if reuse_enabled() else None
+    recompiled = False
     _KEPT.clear()  # at most one kept model per process
     if kept is None:
         model = build_instrumented(settings, dataset, spec.seed, capacity)
@@ -174,15 +181,13 @@ def run_one(spec: RunSpec) -> RunRecord:
         probe = Probe(model, *probe_batch(dataset), loss_for(dataset))
     else:
         model, probe, kept_settings = kept
-        if kept_settings != settings:
+        recompiled = kept_settings != settings
+        if recompiled:
             # Another optimizer, learning rate, clip level or budget for the same model: a new
             # optimizer and train step (compiled again); the model and its probe are kept.
-            compile_model(model, settings, dataset)
-            model.configure_instruments(settings["clip"], capacity)
-            build_state(model, dataset, settings["batch_size"])
+            prepare_training(model, settings, dataset, capacity)
         reinitialize(model, settings, dataset, spec.seed)
         probe.seconds = 0.0
-    recompiled = kept is not None and kept_settings != settings
     probes = ProbeCallback(probe)
     build_s = time.perf_counter() - clock
     timer = RunTimer()
