@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.stats
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 
 from keras_ablate.claims import claim_files, load_claim, planned_levels, run_claims
@@ -247,6 +248,7 @@ seeds: 3
 claim:
   id: 3
   statement: "{statement}"
+  budget_check: 1
   rule:
     all:
       - threshold: {{name: above chance, metric: final/val/accuracy, where: {{clip: none}}, direction: greater, value: 0.5}}
@@ -277,8 +279,13 @@ def test_a_claim_end_to_end_gives_a_verdict_and_the_report(tmp_path):
         d, log_norm = probe["distance"].to_numpy(float), np.log(probe["grad_norm"].to_numpy())
         slope = np.sum((d - d.mean()) * (log_norm - log_norm.mean())) / np.sum((d - d.mean()) ** 2)
         decay.append(float(np.exp(slope)))  # ||dL/dh_t|| ~ a * r**distance, least squares
+    # 3 runs: the Student t interval, cut to accuracy's range [0, 1]; the only counted test, so
+    # Holm's correction leaves scipy's one-sample t test as it is.
     lo, hi = DescrStatsW(np.array(accuracy)).tconfint_mean()
-    expected = "supported" if lo > 0.5 else ("contradicted" if hi < 0.5 else "inconclusive")
+    lo, hi = max(lo, 0.0), min(hi, 1.0)
+    significant = scipy.stats.ttest_1samp(accuracy, 0.5).pvalue < 0.05
+    side = "supported" if lo > 0.5 else ("contradicted" if hi < 0.5 else "inconclusive")
+    expected = side if significant else "inconclusive"
     assert leaves[0].estimate == pytest.approx(np.mean(accuracy))
     assert leaves[0].ci == pytest.approx((lo, hi)) and leaves[0].verdict == expected
     # The step-0 gradient does not depend on the clip setting.
@@ -314,3 +321,114 @@ def test_cli_rejects_an_unknown_claim(tmp_path, capsys):
         == 2
     )
     assert "no such claim" in capsys.readouterr().err
+
+
+# Six seeds: the bootstrap interval; paired differences with a one-sample t p-value of 0.027.
+SHIFT = [0.005, 0.042, 0.061, 0.041, 0.151, 0.13]
+BASE = [0.50, 0.62, 0.55, 0.58, 0.47, 0.60]
+
+
+def two_metric_frame() -> pd.DataFrame:
+    """Arms a and b over six seeds; metrics m1 and m2 carry the same paired differences."""
+    rows = []
+    for seed, (b, d) in enumerate(zip(BASE, SHIFT, strict=True)):
+        for arm, value in (("a", b + d), ("b", b)):
+            rows.append(
+                {"run_id": f"{arm}{seed}", "arm": arm, "seed": seed, "status": "ok"}
+                | {"final/m1": value, "final/m2": value}
+            )
+    return pd.DataFrame(rows)
+
+
+def leaf(metric: str) -> dict:
+    return {
+        "compare": {
+            "metric": metric,
+            "a": {"arm": "a"},
+            "b": {"arm": "b"},
+            "direction": "greater",
+            "paired": True,
+            "better": "higher",
+        }
+    }
+
+
+def test_holm_across_a_claims_tests_changes_a_decision():
+    runs = two_metric_frame()
+    p = scipy.stats.ttest_1samp(SHIFT, 0.0).pvalue
+    assert 0.025 < p < 0.05  # alone significant at 0.05; two of them, Holm: 2p > 0.05
+    alone = evaluate(parse_rule(leaf("final/m1")), runs)
+    assert alone.verdict == "supported" and alone.p_value == pytest.approx(p)
+    assert "BCa" in alone.reason or "percentile" in alone.reason  # six seeds: bootstrap
+    both = evaluate(parse_rule({"all": [leaf("final/m1"), leaf("final/m2")]}), runs)
+    assert [v.verdict for v in both.leaves()] == ["inconclusive", "inconclusive"]
+    assert both.leaves()[0].p_holm == pytest.approx(min(1.0, 2 * p))
+    assert both.verdict == "inconclusive"
+    # An evidence-only second leaf is not in the family: the first keeps its decision.
+    evidence = leaf("final/m2")
+    evidence["compare"]["counts"] = False
+    mixed = evaluate(parse_rule({"all": [leaf("final/m1"), evidence]}), runs)
+    assert mixed.verdict == "supported"
+
+
+def test_compare_reports_probability_of_improvement_by_hand_count():
+    # Paired: A beats B in 3 of 6 seeds, ties 1 (counts one half), loses 2 -> (3 + 0.5) / 6.
+    a = [0.6, 0.7, 0.5, 0.9, 0.4, 0.8]
+    b = [0.5, 0.6, 0.5, 0.7, 0.45, 0.85]
+    runs = frame({"a": a, "b": b}, metric="final/val/accuracy")
+    verdict = evaluate(compare("greater", metric="final/val/accuracy", paired=True), runs)
+    assert verdict.p_better.value == pytest.approx(3.5 / 6)
+    assert "P(A > B) = 0.58" in verdict.reason
+    # Accuracy differences stay inside [-1, 1] whatever the interval.
+    assert -1.0 <= verdict.ci[0] <= verdict.ci[1] <= 1.0
+
+
+BUDGET_CLAIM = """
+name: budget_claim
+dataset: {name: recall, options: {seq_len: 3, vocab_size: 10, n_classes: 2, n_train: 64, n_val: 32}}
+base: {architecture: rnn, units: 4, embed_dim: 4, epochs: 1, batch_size: 32, jit_compile: false}
+grid: {clip: [none, "global_norm:1"]}
+protocol: {learning_rate: [0.001, 0.05], select_on: val/loss}
+seeds: 3
+claim:
+  id: 4
+  statement: a verdict that holds at one epoch and not at two
+  rule:
+    threshold: {name: trained for under 1.5 epochs, metric: epochs, where: {clip: none}, direction: less, value: 1.5}
+"""
+
+
+def test_a_verdict_that_changes_at_twice_the_budget_is_budget_sensitive(tmp_path):
+    folder = tmp_path / "experiments"
+    folder.mkdir()
+    (folder / "claim_04_budget.yaml").write_text(textwrap.dedent(BUDGET_CLAIM))
+    results, paths = run_claims(folder, tmp_path / "results", only=[4], workers=1)
+    (result,) = results
+    assert result.verdict.verdict == "supported"  # every run trained for 1 epoch
+    check = result.check
+    assert check is not None and check.complete and check.epochs == 2
+    assert check.verdict.verdict == "contradicted"
+    assert result.final_verdict == "budget-sensitive"
+
+    # The check retrains, for twice the epochs, exactly the runs the verdict used: every seed
+    # of each arm at the rate the protocol selected for it (read from the runs' own files).
+    def specs(folder):
+        return [json.loads(p.read_text()) for p in sorted(folder.glob("runs/*/spec.json"))]
+
+    selection = result.protocol
+    chosen = {
+        row["clip"]: row["learning_rate"] for _, row in selection[selection["selected"]].iterrows()
+    }
+    assert len(chosen) == 2
+    checked = specs(check.exp_dir)
+    assert len(checked) == 6 and {s["settings"]["epochs"] for s in checked} == {2}
+    assert sorted(
+        (s["settings"]["clip"], s["settings"]["learning_rate"], s["seed"]) for s in checked
+    ) == sorted((clip, rate, seed) for clip, rate in chosen.items() for seed in range(3))
+    # 12 runs at one epoch (2 arms x 2 rates x 3 seeds) in the claim's own folder.
+    assert len(specs(result.exp_dir)) == 12
+    html, md = paths["html"].read_text(), paths["md"].read_text()
+    for text in (html, md):
+        assert "budget-sensitive" in text and "Budget check" in text
+        assert "selected on the mean val/loss" in text
+    assert "| 4 |" in md and "**budget-sensitive**" in md

@@ -234,7 +234,7 @@ def cmd_claims(args) -> int:
         run=not args.report_only,
     )
     for r in results:
-        print(f"claim {r.claim.claim_id:>2} {r.verdict.verdict:<12} {r.verdict.reason}")
+        print(f"claim {r.claim.claim_id:>2} {r.final_verdict:<16} {r.final_reason}")
     print(f"report: {paths['html']} and {paths['md']}")
     return 0
 

@@ -20,7 +20,12 @@ from keras_ablate.analysis import baselines  # noqa: E402
 from keras_ablate.claims.evaluation import select  # noqa: E402
 from keras_ablate.report.templating import environment  # noqa: E402
 
-COLOURS = {"supported": "#1a7f37", "contradicted": "#cf222e", "inconclusive": "#9a6700"}
+COLOURS = {
+    "supported": "#1a7f37",
+    "contradicted": "#cf222e",
+    "inconclusive": "#9a6700",
+    "budget-sensitive": "#8250df",
+}
 GROUP_COLOURS = ("#0969da", "#bc4c00", "#8250df")
 
 
@@ -138,11 +143,57 @@ def _leaf_rows(verdict, table=None) -> list[dict]:
     return rows
 
 
+def _protocol_rows(result) -> list[dict]:
+    """Under a protocol: each arm's selected rate and its mean validation value at every rate."""
+    selection = result.protocol
+    if selection is None or selection.empty:
+        return []
+    axes = [c for c in selection.columns if c not in _SELECTION_COLUMNS]
+    rows = []
+    for _, row in selection.iterrows():
+        rows.append(
+            {
+                "arm": ", ".join(f"{a}={row[a]}" for a in axes) or "all runs",
+                "rate": float(row["learning_rate"]),
+                "value": float(row["select_value"]),
+                "finished": f"{int(row['finished'])}/{int(row['seeds'])}",
+                "selected": bool(row["selected"]),
+            }
+        )
+    return rows
+
+
+_SELECTION_COLUMNS = {"learning_rate", "seeds", "finished", "select_value", "selected"}
+
+
+def _check(result) -> dict | None:
+    check = result.check
+    if check is None:
+        return None
+    return {
+        "factor": check.factor,
+        "epochs": check.epochs,
+        "verdict": check.verdict.verdict,
+        "reason": check.verdict.reason,
+        "complete": check.complete,
+        "statuses": check.statuses,
+        "leaves": _leaf_rows(check.verdict, check.table),
+    }
+
+
 def _setup(claim) -> dict:
     exp = claim.experiment
     specs = claim.specs
     axes = {k: v for k, v in exp.grid.items()}
+    protocol = exp.protocol
     return {
+        "protocol": (
+            f"each arm at its own learning rate from {protocol.learning_rate}, selected on the "
+            f"mean {protocol.select_on} over its seeds"
+            if protocol
+            else f"one learning rate for every arm ({exp.base.get('learning_rate', 'default')})"
+        ),
+        "epochs": exp.base.get("epochs"),
         "file": str(claim.path),
         "experiment": exp.name,
         "dataset": exp.dataset.name,
@@ -171,14 +222,15 @@ def build_claims_report(results: list, out_dir: str | Path) -> dict[str, Path]:
                 "statement": " ".join(meta.statement.split()),
                 "notes": " ".join(meta.notes.split()),
                 "revised": " ".join(meta.revised.split()) if meta.revised else None,
-                "verdict": result.verdict.verdict,
-                "reason": result.verdict.reason,
+                "verdict": result.final_verdict,
+                "reason": result.final_reason,
+                "budget_verdict": result.verdict.verdict,
+                "protocol_rows": _protocol_rows(result),
+                "check": _check(result),
                 "leaves": _leaf_rows(result.verdict, result.table),
                 "setup": _setup(claim),
                 "statuses": result.statuses,
-                "wall_time_s": float(result.table["wall_time_s"].fillna(0).sum())
-                if "wall_time_s" in result.table
-                else 0.0,
+                "wall_time_s": result.training_s,
                 "figure_uri": _data_uri(fig) if fig else None,
                 "figure_file": f"{store.FIGURES}/{fig.name}" if fig else None,
             }

@@ -270,6 +270,14 @@ class ClaimSection(BaseModel):
     revised: str | None = Field(
         None, description="how and why the rule changed after a result was seen"
     )
+    budget_check: float = Field(
+        2.0,
+        ge=1.0,
+        le=10.0,
+        description="the verdict is checked again with every arm trained for this many times the "
+        "epochs, at its selected rate; a verdict that changes is reported as budget-sensitive "
+        "(1: no check)",
+    )
 
 
 class Experiment(BaseModel):
