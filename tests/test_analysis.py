@@ -121,6 +121,8 @@ def test_runs_table_has_settings_status_and_derived_metrics(hand):
             # target = 0.9 x 0.8 = 0.72: met by a_ok at epoch 2, never by b_div.
             "epochs_to_target": [2.0, np.nan, np.nan],
             "steps_to_target": [4.0, np.nan, np.nan],
+            # a_ok solved it, the diverged run counts as a seed that did not, the failed one is unknown.
+            "reached_target": [1.0, 0.0, np.nan],
             # trapezoid over steps with x in epochs (2 steps per epoch): (0.5 + 0.8 + 0.6 + 0.2) / 2.
             "train_loss_auc": [1.05, np.nan, np.nan],
             # log10 norms 0,1,2,3: sample std; b_div keeps its finite steps (log10 2, log10 4).
