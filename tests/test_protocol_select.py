@@ -8,6 +8,7 @@ import pandas as pd
 
 from keras_ablate.analysis.protocol import apply_protocol, select_rates, selected_runs
 from keras_ablate.analysis.tables import Tables
+from keras_ablate.report.protocol_section import protocol_section
 
 
 def _runs(rows):
@@ -90,6 +91,7 @@ def test_file_order_decides_ties_and_the_table_order_whatever_the_row_order():
         "finished",
         "select_value",
         "selected",
+        "at_edge",
     ]
 
 
@@ -175,3 +177,39 @@ def test_an_axis_level_that_is_missing_or_an_unused_category_is_handled_as_in_th
     ]
     kept = selected_runs(runs, table, ["architecture"])
     assert sorted(kept["run_id"]) == ["b", "c"] and list(kept.columns) == list(runs.columns)
+
+
+def test_a_rate_selected_at_either_end_of_the_list_is_flagged_as_the_edge():
+    runs = _runs(
+        [
+            ("a1", "rnn", 0.001, 0, 0.30), ("a2", "rnn", 0.003, 0, 0.50), ("a3", "rnn", 0.01, 0, 0.70),
+            ("b1", "lstm", 0.001, 0, 0.70), ("b2", "lstm", 0.003, 0, 0.20), ("b3", "lstm", 0.01, 0, 0.40),
+            ("c1", "gru", 0.001, 0, 0.90), ("c2", "gru", 0.003, 0, 0.60), ("c3", "gru", 0.01, 0, 0.10),
+        ]
+    )  # fmt: skip
+    # The list's order is not the rates' order: the ends are the smallest and largest rate.
+    table = select_rates(runs, ["architecture"], "val/loss", [0.003, 0.01, 0.001])
+    edge = table[table["selected"]].set_index("architecture")["at_edge"].to_dict()
+    assert edge == {"rnn": True, "lstm": False, "gru": True}
+    assert not table.loc[~table["selected"], "at_edge"].any()
+    # One rate: nothing to extend past.
+    single = select_rates(
+        runs[runs["learning_rate"] == 0.001], ["architecture"], "val/loss", [0.001]
+    )
+    assert not single["at_edge"].any()
+    # The report's protocol part counts them and marks each one.
+    ids = pd.Categorical(runs["run_id"])
+    frame = pd.DataFrame({"run_id": ids, "value": 1.0})
+    protocol = {"select_on": "val/loss", "learning_rate": [0.003, 0.01, 0.001]}
+    tables = Tables(
+        runs=runs, history=frame, steps=frame, axes=["architecture"], info={"protocol": protocol}
+    )
+    apply_protocol(tables, protocol)
+    part = protocol_section(tables)
+    assert (part["edge"], part["n_arms"]) == (2, 3)
+    rates = {row["arm"]: row["rate"] for row in part["rows"]}
+    assert rates == {
+        "architecture=rnn": "0.001 (edge)",
+        "architecture=lstm": "0.003",
+        "architecture=gru": "0.01 (edge)",
+    }

@@ -7,6 +7,9 @@ scoring.higher_is_better) is selected; a rate at which some seed diverged or has
 ranks after every rate whose seeds all have one. Arms are then compared at their selected
 rates only, on the reported (test) score. The selection reads validation values only, so the
 test score of the selected runs is still a held-out estimate.
+
+A rate selected at either end of the list (`at_edge`) says the arm's best rate may lie outside
+the rates tried: the report says so and suggests extending the list.
 """
 
 from __future__ import annotations
@@ -29,8 +32,9 @@ def select_rates(
     runs: pd.DataFrame, axes: list[str], select_on: str, rates: list[float]
 ) -> pd.DataFrame:
     """One row per arm and rate: the arm's axes, `learning_rate`, `seeds` (runs at that rate),
-    `finished` (seeds with a finite value), `select_value` (their mean) and `selected`
-    (exactly one True per arm).
+    `finished` (seeds with a finite value), `select_value` (their mean), `selected`
+    (exactly one True per arm) and `at_edge` (selected, and the smallest or largest of at least
+    two rates).
 
     Args:
         runs: the runs frame (analysis.tables.load), with a `final/<select_on>` column.
@@ -65,6 +69,8 @@ def select_rates(
         else ranked.head(1).index
     )
     table["selected"] = table.index.isin(best)
+    ends = {min(order), max(order)} if len(order) > 1 else set()
+    table["at_edge"] = table["selected"] & table[RATE].map(lambda r: float(r) in ends)
     table = (
         table.sort_values([*axes, "_rank_rate"], kind="stable")
         if axes

@@ -158,12 +158,13 @@ def _protocol_rows(result) -> list[dict]:
                 "value": float(row["select_value"]),
                 "finished": f"{int(row['finished'])}/{int(row['seeds'])}",
                 "selected": bool(row["selected"]),
+                "edge": bool(row.get("at_edge", False)),
             }
         )
     return rows
 
 
-_SELECTION_COLUMNS = {"learning_rate", "seeds", "finished", "select_value", "selected"}
+_SELECTION_COLUMNS = {"learning_rate", "seeds", "finished", "select_value", "selected", "at_edge"}
 
 
 def _check(result) -> dict | None:

@@ -49,7 +49,7 @@ def protocol_section(tables: Tables) -> dict | None:
         rows.append(
             {
                 "arm": _arm_label(chosen.to_dict(), tables.axes),
-                "rate": f"{chosen[RATE]:g}",
+                "rate": f"{chosen[RATE]:g}" + (" (edge)" if chosen.get("at_edge") else ""),
                 "value": f"{chosen['select_value']:.4g}",
                 "per_rate": ", ".join(
                     f"{r[RATE]:g}: {r['select_value']:.4g} ({r['finished']}/{r['seeds']})"
@@ -57,7 +57,10 @@ def protocol_section(tables: Tables) -> dict | None:
                 ),
             }
         )
+    edge = int(selection["at_edge"].sum()) if "at_edge" in selection.columns else 0
     return {
+        "edge": edge,
+        "n_arms": len(rows),
         "select_on": protocol.get("select_on", ""),
         "rates": ", ".join(f"{r:g}" for r in protocol.get("learning_rate", [])),
         "rows": rows,
