@@ -199,7 +199,8 @@ def _setup(claim) -> dict:
         "experiment": exp.name,
         "dataset": exp.dataset.name,
         "dataset_options": exp.dataset.options,
-        "base": exp.base,
+        # Under a protocol the base learning rate is never used: each arm trains at every rate.
+        "base": {k: v for k, v in exp.base.items() if not (protocol and k == "learning_rate")},
         "grid": axes,
         "seeds": exp.seed_list,
         "n_runs": len(specs),
