@@ -432,3 +432,6 @@ def test_a_verdict_that_changes_at_twice_the_budget_is_budget_sensitive(tmp_path
         assert "budget-sensitive" in text and "Budget check" in text
         assert "selected on the mean val/loss" in text
     assert "| 4 |" in md and "**budget-sensitive**" in md
+    # The protocol's rate curve per arm, as in the experiment report.
+    assert "score against learning rate" in html and "score against learning rate" in md
+    assert (paths["md"].parent / "figures" / "claim_04_budget_rates.png").exists()

@@ -167,6 +167,22 @@ def _protocol_rows(result) -> list[dict]:
 _SELECTION_COLUMNS = {"learning_rate", "seeds", "finished", "select_value", "selected", "at_edge"}
 
 
+def rate_figure(result, path: Path) -> Path | None:
+    """Under a protocol: the claim's score against the learning rate per arm, the selected rate
+    ringed (the report's sensitivity figure, report.protocol_section.sensitivity)."""
+    from keras_ablate.report.protocol_section import sensitivity
+
+    if result.protocol is None or result.tables is None:
+        return None
+    fig = sensitivity(result.tables)
+    if fig is None:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
 def _check(result) -> dict | None:
     check = result.check
     if check is None:
@@ -217,6 +233,7 @@ def build_claims_report(results: list, out_dir: str | Path) -> dict[str, Path]:
         claim = result.claim
         meta = claim.experiment.claim
         fig = claim_figure(result, fig_dir / f"{claim.path.stem}.png")
+        rates = rate_figure(result, fig_dir / f"{claim.path.stem}_rates.png")
         sections.append(
             {
                 "id": meta.id,
@@ -235,6 +252,8 @@ def build_claims_report(results: list, out_dir: str | Path) -> dict[str, Path]:
                 "wall_time_s": result.training_s,
                 "figure_uri": _data_uri(fig) if fig else None,
                 "figure_file": f"{store.FIGURES}/{fig.name}" if fig else None,
+                "rates_uri": _data_uri(rates) if rates else None,
+                "rates_file": f"{store.FIGURES}/{rates.name}" if rates else None,
             }
         )
     counts = {v: sum(s["verdict"] == v for s in sections) for v in COLOURS}

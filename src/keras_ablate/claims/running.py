@@ -78,6 +78,8 @@ class ClaimResult:
     training_s: float = 0.0
     # Each arm's learning rate under the protocol (analysis.protocol.select_rates), if any.
     protocol: pd.DataFrame | None = None
+    # analysis.load of the claim's folder (every rate in tables.all_runs under a protocol).
+    tables: Any = None
 
     @property
     def final_verdict(self) -> str:
@@ -192,6 +194,7 @@ def run_claim(
     verdict = evaluate(claim.rule, table, spec)
     result = ClaimResult(claim, verdict, table, exp_dir, _statuses(table))
     result.protocol = tables.protocol if exp.protocol is not None else None
+    result.tables = tables
     result.training_s = _training_s(tables.all_runs if tables.all_runs is not None else tables.runs)
     factor = float(exp.claim.budget_check)
     if factor > 1:
