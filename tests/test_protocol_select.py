@@ -9,6 +9,7 @@ import pandas as pd
 from keras_ablate.analysis.protocol import apply_protocol, select_rates, selected_runs
 from keras_ablate.analysis.tables import Tables
 from keras_ablate.report.protocol_section import protocol_section
+from keras_ablate.report.sections import status_counts
 
 
 def _runs(rows):
@@ -213,3 +214,21 @@ def test_a_rate_selected_at_either_end_of_the_list_is_flagged_as_the_edge():
         "architecture=lstm": "0.003",
         "architecture=gru": "0.01 (edge)",
     }
+
+
+def test_the_reports_run_counts_include_the_rates_that_were_not_selected():
+    runs = _runs(
+        [
+            ("a", "rnn", 0.001, 0, 0.5), ("b", "rnn", 0.01, 0, 0.3),
+            ("c", "lstm", 0.001, 0, 0.2), ("d", "lstm", 0.01, 0, 0.4),
+        ]
+    )  # fmt: skip
+    runs["status"] = "ok"
+    frame = pd.DataFrame({"run_id": pd.Categorical(runs["run_id"]), "value": 1.0})
+    protocol = {"select_on": "val/loss", "learning_rate": [0.001, 0.01]}
+    info = {"protocol": protocol, "run_ids": ["a", "b", "c", "d", "e"]}  # e: planned, not run
+    tables = Tables(runs=runs, history=frame, steps=frame, axes=["architecture"], info=info)
+    apply_protocol(tables, protocol)
+    assert len(tables.runs) == 2
+    counts = status_counts(tables)
+    assert counts["ok"] == 4 and counts["missing"] == 1

@@ -93,8 +93,9 @@ def label(record: dict, axes: list[str]) -> str:
 
 
 def status_counts(tables: Tables) -> dict[str, int]:
-    """ok / diverged / failed / unreadable (a damaged folder) / missing (planned, no folder yet)."""
-    runs = tables.runs
+    """ok / diverged / failed / unreadable (a damaged folder) / missing (planned, no folder yet),
+    over every run: under a protocol, the runs at the rates not selected count too."""
+    runs = tables.all_runs if tables.all_runs is not None else tables.runs
     out = {s: int((runs["status"].astype(str) == s).sum()) for s in STATUSES} if len(runs) else {}
     planned = tables.info.get("run_ids") or []
     out["unreadable"] = len(tables.unreadable)
