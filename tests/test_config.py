@@ -223,7 +223,10 @@ def test_plan_does_not_import_tensorflow(tiny_yaml, capsys):
 
 def test_shipped_experiment_files_are_valid():
     exp, specs = load_experiment("ablations.yaml")
-    assert len(specs) == 4 * 4 * 3 * 2
+    # 96 arms, each at the protocol's 3 learning rates.
+    assert len(specs) == 4 * 4 * 3 * 2 * 3
+    assert exp.protocol is not None and len(exp.protocol.learning_rate) == 3
+    assert {s.settings["learning_rate"] for s in specs} == set(exp.protocol.learning_rate)
     assert set(exp.grid) >= {"architecture", "activation", "normalization", "clip"}
 
 

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from scipy import stats as sps
 
 from keras_ablate.analysis import effects
+from keras_ablate import scoring
 from keras_ablate.analysis import stats as S
 from keras_ablate.config.schema import AnalysisSection
 from keras_ablate.report import sections
@@ -200,3 +201,30 @@ def test_the_main_effects_figure_draws_every_run_under_the_intervals(tmp_path):
     for ax in figure.axes:
         points = [c for c in ax.collections if isinstance(c, PathCollection)]
         assert sum(len(c.get_offsets()) for c in points) == finite
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("final/test/accuracy", (0.0, 1.0)),
+        ("reached_target", (0.0, 1.0)),
+        ("final/test/mse", (0.0, math.inf)),
+        ("final/val/mae", (0.0, math.inf)),
+        ("final/val/loss", (0.0, math.inf)),
+        ("loss_ratio", None),
+        ("gap/accuracy", (-1.0, 1.0)),
+        ("init/grad/depth_ratio", None),
+    ],
+)
+def test_metric_ranges_bound_errors_and_fractions(name, expected):
+    assert scoring.metric_range(name) == expected
+
+
+def test_an_error_metrics_interval_never_goes_below_zero():
+    # Three runs, one far off: the t interval of the mean would reach below 0 (as claim 5's
+    # adding task showed for a Glorot RNN's test MSE); an MSE cannot.
+    values = [0.01, 0.02, 0.25]
+    low, _ = S.mean_interval(values)
+    assert low < 0
+    estimate = S.mean_estimate(values, S.IntervalSpec(), scoring.metric_range("final/test/mse"))
+    assert estimate.low == 0.0 and estimate.clipped

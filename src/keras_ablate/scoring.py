@@ -48,14 +48,25 @@ def higher_is_better(name: str) -> bool:
 
 
 # Substrings of a metric name whose values are fractions in [0, 1].
-FRACTIONS = ("accuracy", "auc", "precision", "recall", "f1", "clip_rate", "plateau/")
+FRACTIONS = (
+    "accuracy",
+    "auc",
+    "precision",
+    "recall",
+    "f1",
+    "clip_rate",
+    "plateau/",
+    "reached_target",
+)
+# Substrings of a metric name whose values are never negative (errors and losses).
+NON_NEGATIVE = ("loss", "mse", "mae")
 
 
 def metric_range(name: str) -> tuple[float, float] | None:
     """The values a metric can take, (low, high), or None when it is unbounded or unknown.
 
     Accuracies and other fractions lie in [0, 1], cosines and accuracy gaps (train - val) in
-    [-1, 1], losses (not gaps of losses) in [0, inf). Intervals are kept inside this range
+    [-1, 1], losses and squared / absolute errors (not their gaps or ratios) in [0, inf). Intervals are kept inside this range
     (analysis.stats): a t interval on a bounded metric can leave it.
     """
     name = name.lower()
@@ -65,7 +76,7 @@ def metric_range(name: str) -> tuple[float, float] | None:
         return (-1.0, 1.0)
     if any(word in name for word in FRACTIONS):
         return (0.0, 1.0)
-    if "loss" in name and "ratio" not in name:
+    if any(word in name for word in NON_NEGATIVE) and "ratio" not in name:
         return (0.0, math.inf)
     return None
 

@@ -9,8 +9,9 @@ is YAML `analysis.metric`, default val/<task metric>):
   the fraction when lower is better (loss: within 1/0.9 of the best).
 - `epochs_to_target`: first epoch (1-based) whose metric meets the target; NaN when never met.
   `steps_to_target` = that epoch x steps per epoch (the metric is measured once per epoch).
-  `reached_target`: 1 when a finished run met the target, 0 when it never did (a diverged run
-  included), NaN for a failed run; its mean over seeds is the fraction of seeds that solved it.
+  `reached_target`: 1 when a run met the target and did not diverge (a diverged run's last
+  weights are no solution, as in analysis.budgets), 0 for any other finished run, NaN for a
+  failed one; its mean over seeds is the fraction of seeds that solved it.
 - `train_loss_auc`: area under the per-step training loss with x in epochs (trapezoid rule),
   from the history's train/loss when a run recorded no steps; NaN when any loss is not finite.
 - `diverged`, `diverged_step`: the run's status and the first step with a non-finite loss or norm.
@@ -71,7 +72,7 @@ GLOSSARY: dict[str, str] = {
     "diverged": "the run diverged (True / False; claim tables hold it as 1.0 / 0.0)",
     "epochs_to_target": "first epoch whose metric meets the target (NaN when never)",
     "steps_to_target": "epochs_to_target x steps per epoch",
-    "reached_target": "1 if a finished run met the target, 0 if it never did, NaN if it failed",
+    "reached_target": "1 if a run met the target and did not diverge, else 0; NaN if it failed",
     "train_loss_auc": "area under the per-step training loss, x in epochs (trapezoid rule)",
     "grad/log10_norm_std": "sample std (ddof 1) of log10 global gradient norm over steps",
     "grad/log10_norm_std_ddof0": "population std (ddof 0) of log10 global gradient norm, float32",
@@ -153,9 +154,8 @@ def add_derived(tables: Tables, records: dict[str, dict] | None = None) -> None:
     by_run = runs["run_id"].astype(str)
     runs["epochs_to_target"] = by_run.map(epochs).astype(float).to_numpy()
     runs["steps_to_target"] = runs["epochs_to_target"] * _column(runs, "steps_per_epoch")
-    runs["reached_target"] = np.where(
-        finished, np.isfinite(runs["epochs_to_target"].to_numpy(float)).astype(float), np.nan
-    )
+    met = np.isfinite(runs["epochs_to_target"].to_numpy(float)) & ~runs["diverged"].to_numpy(bool)
+    runs["reached_target"] = np.where(finished, met.astype(float), np.nan)
     runs["train_loss_auc"] = _loss_auc(tables, by_run)
     stability = gradient_stability(tables.steps)
     for col in stability.columns:
