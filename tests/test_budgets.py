@@ -163,3 +163,115 @@ def test_anytime_is_the_mean_over_seeds_and_a_diverged_seed_takes_the_epochs_wor
         [np.mean(values), low, high]
     )
     assert list(frame["architecture"].drop_duplicates()) == ["lstm", "rnn", "gru"]
+
+
+# ---------------------------------------------------------------- in the report
+
+# Per architecture: val/accuracy per epoch and the training loss per step (4 steps per epoch).
+REPORT_CURVES = {
+    "gru": ([0.5, 0.8, 0.95, 1.0], np.linspace(1.4, 0.1, 16)),  # learns
+    "rnn": ([0.26, 0.24, 0.25, 0.25], np.full(16, 1.386)),  # loss stays at ln 4: stuck
+    "lstm": ([0.35, 0.6, 0.7, 0.72], np.linspace(1.4, 0.8, 16)),  # learns, not to the target
+}
+
+
+def _write_report_runs(exp_dir, seeds=3):
+    from keras_ablate import store
+    from keras_ablate.config import RunSpec
+
+    rng = np.random.default_rng(0)
+    run_ids = []
+    for arch, (curve, loss) in REPORT_CURVES.items():
+        for seed in range(seeds):
+            axes = {"architecture": arch}
+            spec = RunSpec(
+                "b", f"run_{arch}_{seed}", axes, {"name": "recall", "options": {}}, seed, axes
+            )
+            noisy = np.clip(np.asarray(curve) + rng.normal(0, 0.01, len(curve)), 0, 1)
+            history = pd.DataFrame(
+                {
+                    "epoch": np.arange(1, 5),
+                    "train/loss": loss[3::4],
+                    "val/accuracy": noisy,
+                }
+            )
+            steps = pd.DataFrame({"step": np.arange(16), "loss": loss.astype(np.float32)})
+            summary = {
+                "run_id": spec.run_id,
+                "status": "ok",
+                "metric": "accuracy",
+                "steps_per_epoch": 4,
+                "baseline": {
+                    "n_classes": 4,
+                    "n_val": 256,
+                    "chance": 0.25,
+                    "majority_val": 0.3,
+                    "majority_train": 0.3,
+                },
+                "final": {"val/accuracy": float(noisy[-1]), "train/loss": float(loss[-1])},
+                "best": {"val/accuracy": float(noisy.max())},
+                "wall_time_s": 1.0,
+            }
+            store.write_run(exp_dir, spec, summary, {"history": history, "steps": steps})
+            run_ids.append(spec.run_id)
+    store.write_json_atomic(
+        exp_dir / "experiment.json",
+        {"name": "b", "axes": ["architecture"], "run_ids": run_ids, "analysis": {"target": 0.9}},
+    )
+
+
+def test_the_flag_shows_in_the_reports_tables_and_every_effect_involving_the_arm(tmp_path):
+    from keras_ablate.analysis import effects, load
+    from keras_ablate.report.render import build_report
+
+    exp = tmp_path / "b"
+    _write_report_runs(exp)
+    tables = load(exp)
+    assert budgets.did_not_learn(tables).to_dict() == {"gru": False, "rnn": True, "lstm": False}
+    main = effects.main_effects(tables).set_index("level")
+    # rnn vs the reference gru involves the flagged rnn; lstm vs gru involves no flagged arm.
+    assert main.loc["rnn", "n_flagged"] == 1
+    assert "may be budget- or rate-limited" in main.loc["rnn", "budget_note"]
+    assert "architecture=rnn" in main.loc["rnn", "budget_note"]
+    assert main.loc["lstm", "budget_note"] == "" and main.loc["lstm", "n_flagged"] == 0
+    build_report(exp)
+    md = (exp / "report.md").read_text()
+    lines = md.splitlines()
+
+    def rows(start: str) -> list[str]:
+        return [line for line in lines if line.startswith(start)]
+
+    # The budget table: solved counts, steps and the flag with its reason.
+    (gru,) = rows("| architecture=gru | 3/3")
+    assert "| 12 |" in gru  # epoch 3 x 4 steps, every seed
+    (rnn,) = rows("| architecture=rnn † | 0/3 | never |")
+    assert "did not learn within budget: train loss 1.39 vs 1.39 at the start" in rnn
+    # Best configurations, the factor table, the largest effects, the configurations and runs.
+    assert any("architecture=rnn † did not learn within budget" in line for line in lines)
+    (factor_rnn,) = rows("| rnn | 3 |")
+    assert "may be budget- or rate-limited" in factor_rnn
+    (factor_lstm,) = rows("| lstm | 3 |")
+    assert "budget" not in factor_lstm
+    assert any(line.startswith("| architecture: rnn vs gru (†") for line in lines)
+    assert sum("| run_rnn_" in line and "† did not learn" in line for line in lines) == 3
+    assert not any("| run_gru_" in line and "†" in line for line in lines)
+    html = (exp / "report.html").read_text()
+    assert html.count("may be budget- or rate-limited") >= 2
+    assert (exp / "figures" / "anytime.png").exists()
+
+
+def test_the_flagged_arm_is_dotted_and_labelled_in_the_figures(tmp_path):
+    from keras_ablate.analysis import load
+    from keras_ablate.report import budget_section, plots
+
+    exp = tmp_path / "b"
+    _write_report_runs(exp, seeds=2)
+    tables = load(exp)
+    figure = budget_section.anytime_figure(tables)
+    styles = {line.get_label(): line.get_linestyle() for line in figure.axes[0].lines}
+    assert styles["architecture=rnn †"] == ":" and styles["architecture=gru"] == "-"
+    legend = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    assert "† did not learn within budget" in legend
+    figure = plots.convergence(tables)
+    styles = {line.get_label(): line.get_linestyle() for line in figure.axes[0].lines}
+    assert styles["rnn"] == ":" and styles["lstm"] == "-"

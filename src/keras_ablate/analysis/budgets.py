@@ -250,7 +250,8 @@ def flags(tables: Tables, metric: str | None = None) -> pd.DataFrame:
             )
         if at_level:
             level = chance if at_level == "chance" else majority
-            reasons.append(f"score {_ci(est)} is at {at_level} {level:.3g}")
+            interval = f" [{est.low:.3g}, {est.high:.3g}]" if math.isfinite(est.low) else ""
+            reasons.append(f"score {est.value:.3g}{interval} is at {at_level} {level:.3g}")
         rows.append(
             {
                 **record,
@@ -283,12 +284,6 @@ def _at(est: stats.Estimate, level: float, tol: float) -> bool:
     if math.isfinite(est.low) and math.isfinite(est.high) and est.low <= level <= est.high:
         return True
     return math.isfinite(tol) and abs(est.value - level) <= tol
-
-
-def _ci(est: stats.Estimate) -> str:
-    if math.isfinite(est.low) and math.isfinite(est.high):
-        return f"{est.value:.3g} [{est.low:.3g}, {est.high:.3g}]"
-    return f"{est.value:.3g}"
 
 
 def _arm_mean(runs: pd.DataFrame, column: str) -> float:
@@ -367,25 +362,16 @@ def anytime(
     finished = runs[status.isin(DONE_STATUSES).to_numpy()]
     wide = wide.reindex(finished["run_id"].astype(str))
     diverged = (_status(finished) == "diverged").to_numpy()
-    higher = scoring.higher_is_better(curve)
+    undiverged = wide[~diverged]
+    worst = undiverged.min() if scoring.higher_is_better(curve) else undiverged.max()
     values = wide.to_numpy(dtype=float)
-    worst = (
-        np.array(
-            [
-                (np.nanmin(c) if higher else np.nanmax(c)) if np.isfinite(c).any() else np.nan
-                for c in values[~diverged].T
-            ]
-        )
-        if (~diverged).any()
-        else np.full(values.shape[1], np.nan)
-    )
     # A diverged run: from its first non-finite (or missing) epoch on, the epoch's worst value.
     gone = np.zeros_like(values, dtype=bool)
     for i in np.flatnonzero(diverged):
         bad = ~np.isfinite(values[i])
         if bad.any():
             gone[i, int(np.argmax(bad)) :] = True
-    values = np.where(gone, worst[None, :], values)
+    values = np.where(gone, worst.to_numpy(dtype=float)[None, :], values)
     long = pd.DataFrame(values, columns=list(wide.columns))
     for key in keys:
         long[key] = finished[key].to_numpy()

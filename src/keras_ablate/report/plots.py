@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from keras_ablate.analysis import effects, stats  # noqa: E402
+from keras_ablate.analysis import budgets, effects, stats  # noqa: E402
 from keras_ablate.analysis.tables import Tables  # noqa: E402
 
 # Axes that read best as line colour, then as columns, then as rows of panels.
@@ -89,10 +89,13 @@ def _line_grid(
     log: bool = False,
     threshold=None,
     references: tuple = (),
+    flagged: set | None = None,
 ):
     """Panels row x col; one line per hue level with its band. With `log`, values are log10 and the
     band (geometric mean and interval) is drawn back on a log axis. `references`: (value, label,
-    line style) drawn as grey horizontal lines in every panel."""
+    line style) drawn as grey horizontal lines in every panel. `flagged`: (hue level, col level,
+    row level) of the lines holding an arm that did not learn within budget: drawn dotted."""
+    flagged = flagged or set()
     hue, col, row = role["hue"], role["col"], role["row"]
     keys = [k for k in (hue, col, row) if k]
     band = _mean_band(data, keys, x)
@@ -120,7 +123,10 @@ def _line_grid(
             if line.empty:
                 continue
             color = colors[hue][level] if hue else "C0"
-            ax.plot(line[x], line["mean"], color=color, label=str(level) if hue else None, lw=1.4)
+            ls = ":" if (level, c, r) in flagged else "-"
+            ax.plot(
+                line[x], line["mean"], color=color, ls=ls, label=str(level) if hue else None, lw=1.4
+            )
             ax.fill_between(line[x], line["ci_low"], line["ci_high"], color=color, alpha=0.2, lw=0)
         if threshold is not None and threshold(c, r) is not None:
             ax.axhline(threshold(c, r), color="k", ls="--", lw=1, label="clip threshold")
@@ -140,6 +146,9 @@ def _line_grid(
             if lab not in labels:
                 handles.append(h)
                 labels.append(lab)
+    if flagged:
+        handles.append(plt.Line2D([], [], color="0.4", ls=":"))
+        labels.append(f"dotted: holds an arm {budgets.FLAG} {budgets.FLAG_TEXT}")
     if handles:
         fig.legend(
             handles, labels, title=hue, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8
@@ -169,8 +178,25 @@ def convergence(tables: Tables):
     role = roles(tables)
     data = _with_axes(data[["run_id", "epoch", "value"]], tables, [k for k in role.values() if k])
     return _line_grid(
-        tables, data, "epoch", metric, role, references=_accuracy_levels(tables, metric)
+        tables,
+        data,
+        "epoch",
+        metric,
+        role,
+        references=_accuracy_levels(tables, metric),
+        flagged=flagged_lines(tables, role),
     )
+
+
+def flagged_lines(tables: Tables, role: dict) -> set:
+    """(hue, col, row) levels (None where a role is unused) of the groups of runs that hold an
+    arm which did not learn within budget (analysis.budgets)."""
+    runs = tables.runs
+    hit = runs[budgets.run_flags(tables)]
+    return {
+        tuple(r[role[k]] if role[k] else None for k in ("hue", "col", "row"))
+        for r in hit.to_dict("records")
+    }
 
 
 def _accuracy_levels(tables: Tables, metric: str) -> tuple:

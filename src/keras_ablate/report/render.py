@@ -11,9 +11,16 @@ import numpy as np
 import pandas as pd
 
 from keras_ablate import store
-from keras_ablate.analysis import baselines, effects
+from keras_ablate.analysis import baselines, budgets, effects
 from keras_ablate.analysis.tables import Tables, load
-from keras_ablate.report import heatmaps, instrument_plots, plots, protocol_section, sections
+from keras_ablate.report import (
+    budget_section,
+    heatmaps,
+    instrument_plots,
+    plots,
+    protocol_section,
+    sections,
+)
 from keras_ablate.report.templating import environment
 from keras_ablate.tuning.report import tuning_section
 
@@ -54,6 +61,10 @@ def run_table(tables: Tables) -> pd.DataFrame:
     ]
     cols += ["grad/log10_norm_std", "grad/max_median_ratio", "grad/clip_rate", "wall_time_s"]
     runs = runs.assign(**_levels(runs, metric))
+    flagged = budgets.run_flags(tables)
+    if flagged.any():
+        runs = runs.assign(budget=np.where(flagged, f"{budgets.FLAG} {budgets.FLAG_TEXT}", ""))
+        cols.insert(cols.index("status") + 1, "budget")
     cols[cols.index("score") + 1 : cols.index("score") + 1] = [
         "baseline/chance",
         f"baseline/majority_{'train' if metric.startswith('train/') else 'val'}",
@@ -147,6 +158,7 @@ def make_figures(tables: Tables, fig_dir: Path) -> list[Figure]:
             "intervals (the ones the tables name). Parallel lines: the two factors act independently; crossing or diverging lines: "
             "the effect of one depends on the other.",
         ),
+        *budget_section.FIGURES,
         # Probe instruments (issue 3): gradients through time and depth, clipping, units, gates.
         *instrument_plots.FIGURES,
         (
@@ -203,6 +215,7 @@ def build_report(exp_dir: str | Path, info: dict | None = None) -> dict:
         "unplanned": tables.unplanned,
         "summary": sections.summary(tables, main, configs),
         "protocol": protocol_section.protocol_section(tables),
+        "budgets": budget_section.budget_section(tables),
         "factors": sections.factor_tables(main, (info.get("analysis") or {}).get("min_effect")),
         "interactions": sections.interaction_tables(tables),
         "anova": sections.anova_table(tables),
