@@ -120,8 +120,9 @@ def test_text_files_hold_out_a_test_split_by_default(tmp_path):
 
 def test_imdb_splits_its_source_test_reviews_into_disjoint_validation_and_test(tmp_path):
     write_fake_imdb(tmp_path / "keras_home" / "datasets" / "imdb.npz", n=40)
-    data = text.imdb(text.ImdbOptions(vocab_size=60, max_length=40, n_val=10, n_test=6))
-    assert len(data.y_val) == 10 and len(data.y_test) == 6
+    data = text.imdb(text.ImdbOptions(vocab_size=60, max_length=40, n_test=6))
+    # Half of the 40 source test reviews are held out (6 of them kept), the other 20 validate.
+    assert len(data.y_val) == 20 and len(data.y_test) == 6
     assert np.bincount(data.y_test).tolist() == [3, 3]
     # The fake reviews are random word lists of 3-29 words: equal rows are the same review.
     val_rows = {tuple(r) for r in data.x_val.tolist()}
