@@ -262,7 +262,7 @@ def test_the_flag_shows_in_the_reports_tables_and_every_effect_involving_the_arm
 
 def test_the_flagged_arm_is_dotted_and_labelled_in_the_figures(tmp_path):
     from keras_ablate.analysis import load
-    from keras_ablate.report import budget_section, plots
+    from keras_ablate.report import budget_section, heatmaps, plots
 
     exp = tmp_path / "b"
     _write_report_runs(exp, seeds=2)
@@ -275,3 +275,9 @@ def test_the_flagged_arm_is_dotted_and_labelled_in_the_figures(tmp_path):
     figure = plots.convergence(tables)
     styles = {line.get_label(): line.get_linestyle() for line in figure.axes[0].lines}
     assert styles["rnn"] == ":" and styles["lstm"] == "-"
+    figure = plots.main_effects(tables)
+    hollow = [c for c in figure.axes[0].collections if c.get_label().startswith("†")]
+    assert len(hollow) == 1 and len(hollow[0].get_offsets()) == 2  # the rnn arm's two runs
+    figure = heatmaps.heatmap_score(tables)
+    cells = {t.get_text() for t in figure.axes[0].texts}
+    assert any(t.endswith("†") for t in cells) and sum(t.endswith("†") for t in cells) == 1

@@ -232,7 +232,14 @@ def gradient_norms(tables: Tables):
     role = roles(tables, first="clip" if "clip" in tables.axes else None)
     data = _with_axes(data, tables, [k for k in role.values() if k])
     fig = _line_grid(
-        tables, data, "step", "global gradient norm", role, log=True, threshold=_threshold_for(role)
+        tables,
+        data,
+        "step",
+        "global gradient norm",
+        role,
+        log=True,
+        threshold=_threshold_for(role),
+        flagged=flagged_lines(tables, role),
     )
     return fig
 
@@ -262,6 +269,7 @@ def main_effects(tables: Tables):
     if table.empty:
         return None
     runs, jitter = tables.runs, np.random.default_rng(0)
+    flagged = budgets.run_flags(tables)
     axes_list = [a for a in tables.axes if len(tables.levels[a]) > 1] or list(tables.axes)
     colors = level_colors(tables)
     grand = np.nanmean(tables.runs["score"].to_numpy(dtype=float))
@@ -271,17 +279,24 @@ def main_effects(tables: Tables):
     for ax, axis in zip(axs[0], axes_list, strict=False):
         rows = table[table["axis"] == axis]
         for k, record in enumerate(rows.itertuples(index=False)):
-            points = runs.loc[runs[axis] == record.level, "score"].to_numpy(dtype=float)
+            at_level = (runs[axis] == record.level).to_numpy()
+            points = runs.loc[at_level, "score"].to_numpy(dtype=float)
+            hollow = flagged[at_level][np.isfinite(points)]
             points = points[np.isfinite(points)]
-            ax.scatter(
-                k + jitter.uniform(-0.2, 0.2, len(points)),
-                points,
-                s=7,
-                color=colors[axis][record.level],
-                alpha=0.35,
-                linewidths=0,
-                zorder=1,
-            )
+            x = k + jitter.uniform(-0.2, 0.2, len(points))
+            color = colors[axis][record.level]
+            # Runs of an arm that did not learn within budget: hollow markers.
+            ax.scatter(x[~hollow], points[~hollow], s=7, color=color, alpha=0.35, linewidths=0)
+            if hollow.any():
+                ax.scatter(
+                    x[hollow],
+                    points[hollow],
+                    s=12,
+                    facecolors="none",
+                    edgecolors=color,
+                    linewidths=0.8,
+                    label=f"{budgets.FLAG} {budgets.FLAG_TEXT}",
+                )
             err = np.array([[record.mean - record.ci_low], [record.ci_high - record.mean]])
             ax.errorbar(
                 [k],
@@ -299,6 +314,10 @@ def main_effects(tables: Tables):
         ax.set_title(axis, fontsize=9)
         ax.set_xlim(-0.5, len(rows) - 0.5)
     axs[0][0].set_ylabel(tables.info.get("derived", {}).get("metric", "score"))
+    if flagged.any():
+        marker = plt.Line2D([], [], ls="", marker="o", mfc="none", mec="0.4")
+        fig.legend([marker], [f"hollow: a run of an arm {budgets.FLAG} {budgets.FLAG_TEXT}"],
+                   loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)  # fmt: skip
     fig.tight_layout()
     return fig
 
@@ -337,6 +356,17 @@ def interactions(tables: Tables, max_pairs: int = 6):
                 label=str(level),
                 lw=1.2,
             )
+            # A cell holding an arm that did not learn within budget: a hollow marker.
+            hit = (
+                (line["n_flagged"] > 0).to_numpy()
+                if "n_flagged" in line
+                else np.zeros(len(x), bool)
+            )
+            if hit.any():
+                ax.plot(
+                    np.asarray(x)[hit], line["mean"].to_numpy()[hit], ls="", marker="o", ms=7,
+                    mfc="white", mec=colors[b][level], label=None,
+                )  # fmt: skip
         ax.set_xticks(
             range(len(x_levels)), [str(v) for v in x_levels], rotation=30, ha="right", fontsize=8
         )

@@ -115,7 +115,8 @@ def make_figures(tables: Tables, fig_dir: Path) -> list[Figure]:
             "epochs, and wide bands (seed-to-seed noise larger than the gap between arms). For an "
             "accuracy, grey lines mark chance (dotted) and the majority-class share (dash-dot) when all "
             "runs share them: an arm flat on the majority line predicts the commonest class, one flat "
-            "above both sits on a plateau above chance.",
+            "above both sits on a plateau above chance. A dotted line holds an arm that did not learn within "
+            "budget (†).",
         ),
         (
             "gradient_norm",
@@ -132,7 +133,8 @@ def make_figures(tables: Tables, fig_dir: Path) -> list[Figure]:
             heatmaps.heatmap_score,
             "Mean score (final comparison metric, diverged runs at the worst finished value) per cell, "
             "panels by architecture and clip. Look for a row or column that is better everywhere (a main "
-            "effect) and for cells that break the pattern (an interaction).",
+            "effect) and for cells that break the pattern (an interaction). † marks a cell holding an arm "
+            "that did not learn within budget.",
         ),
         (
             "heatmap_divergence",
@@ -148,7 +150,8 @@ def make_figures(tables: Tables, fig_dir: Path) -> list[Figure]:
             "One panel per factor: every run's score (faint points) and the mean score per level over "
             "all runs at that level, with its 95 % interval (the one the tables name: a bootstrap over runs "
             "by default); the dotted line is the grand mean. A factor that matters moves its points away from "
-            "the line by more than their intervals; a flat panel is a factor that did nothing.",
+            "the line by more than their intervals; a flat panel is a factor that did nothing. Hollow points are "
+            "runs of an arm that did not learn within budget (†).",
         ),
         (
             "interactions",
@@ -156,7 +159,8 @@ def make_figures(tables: Tables, fig_dir: Path) -> list[Figure]:
             plots.interactions,
             "Mean score over the levels of one factor, one line per level of another, with 95 % "
             "intervals (the ones the tables name). Parallel lines: the two factors act independently; crossing or diverging lines: "
-            "the effect of one depends on the other.",
+            "the effect of one depends on the other. A hollow marker is a cell holding an arm that did not learn "
+            "within budget (†).",
         ),
         *budget_section.FIGURES,
         # Probe instruments (issue 3): gradients through time and depth, clipping, units, gates.
