@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -175,48 +176,53 @@ REPORT_CURVES = {
 }
 
 
-def _write_report_runs(exp_dir, seeds=3):
+def _write_report_runs(exp_dir, seeds=3, clips=None):
     from keras_ablate import store
     from keras_ablate.config import RunSpec
 
     rng = np.random.default_rng(0)
     run_ids = []
-    for arch, (curve, loss) in REPORT_CURVES.items():
-        for seed in range(seeds):
-            axes = {"architecture": arch}
-            spec = RunSpec(
-                "b", f"run_{arch}_{seed}", axes, {"name": "recall", "options": {}}, seed, axes
-            )
-            noisy = np.clip(np.asarray(curve) + rng.normal(0, 0.01, len(curve)), 0, 1)
-            history = pd.DataFrame(
-                {
-                    "epoch": np.arange(1, 5),
-                    "train/loss": loss[3::4],
-                    "val/accuracy": noisy,
-                }
-            )
-            steps = pd.DataFrame({"step": np.arange(16), "loss": loss.astype(np.float32)})
-            summary = {
-                "run_id": spec.run_id,
-                "status": "ok",
-                "metric": "accuracy",
-                "steps_per_epoch": 4,
-                "baseline": {
-                    "n_classes": 4,
-                    "n_val": 256,
-                    "chance": 0.25,
-                    "majority_val": 0.3,
-                    "majority_train": 0.3,
-                },
-                "final": {"val/accuracy": float(noisy[-1]), "train/loss": float(loss[-1])},
-                "best": {"val/accuracy": float(noisy.max())},
-                "wall_time_s": 1.0,
+    for arch, clip, seed in itertools.product(REPORT_CURVES, clips or [None], range(seeds)):
+        curve, loss = REPORT_CURVES[arch]
+        axes = {"architecture": arch, **({"clip": clip} if clip else {})}
+        spec = RunSpec(
+            "b", f"run_{arch}_{clip}_{seed}", axes, {"name": "recall", "options": {}}, seed, axes
+        )
+        noisy = np.clip(np.asarray(curve) + rng.normal(0, 0.01, len(curve)), 0, 1)
+        history = pd.DataFrame(
+            {
+                "epoch": np.arange(1, 5),
+                "train/loss": loss[3::4],
+                "val/accuracy": noisy,
             }
-            store.write_run(exp_dir, spec, summary, {"history": history, "steps": steps})
-            run_ids.append(spec.run_id)
+        )
+        steps = pd.DataFrame({"step": np.arange(16), "loss": loss.astype(np.float32)})
+        summary = {
+            "run_id": spec.run_id,
+            "status": "ok",
+            "metric": "accuracy",
+            "steps_per_epoch": 4,
+            "baseline": {
+                "n_classes": 4,
+                "n_val": 256,
+                "chance": 0.25,
+                "majority_val": 0.3,
+                "majority_train": 0.3,
+            },
+            "final": {"val/accuracy": float(noisy[-1]), "train/loss": float(loss[-1])},
+            "best": {"val/accuracy": float(noisy.max())},
+            "wall_time_s": 1.0,
+        }
+        store.write_run(exp_dir, spec, summary, {"history": history, "steps": steps})
+        run_ids.append(spec.run_id)
     store.write_json_atomic(
         exp_dir / "experiment.json",
-        {"name": "b", "axes": ["architecture"], "run_ids": run_ids, "analysis": {"target": 0.9}},
+        {
+            "name": "b",
+            "axes": ["architecture", *(["clip"] if clips else [])],
+            "run_ids": run_ids,
+            "analysis": {"target": 0.9},
+        },
     )
 
 
@@ -281,3 +287,15 @@ def test_the_flagged_arm_is_dotted_and_labelled_in_the_figures(tmp_path):
     figure = heatmaps.heatmap_score(tables)
     cells = {t.get_text() for t in figure.axes[0].texts}
     assert any(t.endswith("†") for t in cells) and sum(t.endswith("†") for t in cells) == 1
+
+
+def test_interaction_cells_holding_a_flagged_arm_are_marked(tmp_path):
+    from keras_ablate.analysis import load
+    from keras_ablate.report import sections
+
+    exp = tmp_path / "b"
+    _write_report_runs(exp, seeds=2, clips=["none", "norm:1.0"])
+    (table,) = sections.interaction_tables(load(exp))
+    cells = {row["level"]: [row[c] for c in table["columns"]] for row in table["rows"]}
+    assert all(cell.endswith("†") for cell in cells["rnn"])
+    assert not any("†" in cell for cell in cells["gru"] + cells["lstm"])
