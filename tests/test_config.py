@@ -265,6 +265,7 @@ TEXT_OPTION_LEVELS = {
     "encoding": ["utf-8", "latin-1"],
     "n_train": [None, 100],
     "n_val": [None, 50],
+    "n_test": [None, 50],
 }
 TEXT_DATASETS = ("rotten_tomatoes", "imdb", "csv", "tsv", "jsonl")
 
@@ -299,6 +300,7 @@ def test_every_option_of_a_text_dataset_can_be_an_axis(dataset, tmp_path):
         **TEXT_OPTION_LEVELS,
         "path": files[:2] if fmt else [None, files[0]],
         "val_path": [None, files[2]],
+        "test_path": [None, files[2]],
         "delimiter": {"csv": [",", ";"], "tsv": ["\t", "|"]}.get(dataset),
     }
     options = {"path": files[0]} if fmt else {}

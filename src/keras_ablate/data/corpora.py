@@ -116,20 +116,32 @@ def imdb_sequences(path: Path, vocab_size: int) -> list[tuple[np.ndarray, np.nda
 
 
 def build_imdb(path: Path, opts: ImdbOptions) -> Dataset:
+    """Training from the source's 25000 training reviews; validation and (test_fraction > 0) a
+    held-out test split from its 25000 test reviews, disjoint, stratified and seeded."""
     rng = np.random.default_rng(opts.seed)
+    (train_values, train_lengths, train_y), (values, lengths, y) = imdb_sequences(
+        path, opts.vocab_size
+    )
+    source_test = np.arange(len(y))
+    held_out = np.zeros(0, dtype=np.int64)
+    if opts.test_fraction > 0:
+        held_out = stratified_take(y, opts.test_fraction, rng, minimum=1, leave=1)
+        source_test = np.setdiff1d(source_test, held_out)
+    parts = [
+        (train_values, train_lengths, train_y, np.arange(len(train_y)), opts.n_train),
+        (values, lengths, y, source_test, opts.n_val),
+        (values, lengths, y, held_out, opts.n_test),
+    ]
     arrays = []
-    for (values, lengths, y), n in zip(
-        imdb_sequences(path, opts.vocab_size), (opts.n_train, opts.n_val), strict=True
-    ):
-        keep = (
-            stratified_take(y, n / len(y), rng, minimum=1)
-            if n is not None and n < len(y)
-            else np.arange(len(y))
-        )
-        keep = rng.permutation(keep)
-        arrays.append(
-            (pad(values, lengths, opts.max_length, opts.padding)[keep], y[keep], lengths[keep])
-        )
-    (x_train, y_train, lengths), (x_val, y_val, _) = arrays
-    meta = {"source": str(path), **length_stats(lengths, opts.max_length)}
-    return dataset("imdb", x_train, y_train, x_val, y_val, opts.vocab_size, _IMDB_CLASSES, meta)
+    for part_values, part_lengths, part_y, rows, n in parts:
+        if n is not None and n < len(rows):
+            rows = rows[stratified_take(part_y[rows], n / len(rows), rng, minimum=1)]
+        keep = rng.permutation(rows)
+        padded = pad(part_values, part_lengths, opts.max_length, opts.padding)
+        arrays.append((padded[keep], part_y[keep], part_lengths[keep]))
+    (x_train, y_train, lengths_train), (x_val, y_val, _), (x_test, y_test, _) = arrays
+    meta = {"source": str(path), **length_stats(lengths_train, opts.max_length)}
+    data = dataset("imdb", x_train, y_train, x_val, y_val, opts.vocab_size, _IMDB_CLASSES, meta)
+    if len(y_test):
+        data.x_test, data.y_test = x_test, y_test.astype(np.int32)
+    return data

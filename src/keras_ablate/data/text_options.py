@@ -40,12 +40,14 @@ class TokenizedOptions(TextOptions):
     val_fraction: float = Field(
         0.2, gt=0.0, lt=1.0, description="stratified, seeded validation share"
     )
+    # A held-out test split by default: reports compare arms on it, and anything selected (a
+    # learning rate, an epoch, a tuned value) is selected on validation (DESIGN.md).
     test_fraction: float = Field(
-        0.0,
+        0.2,
         ge=0.0,
         lt=1.0,
-        description="stratified, seeded held-out test share, taken first (0, the default for "
-        "now: no test split, and reports compare on validation)",
+        description="stratified, seeded held-out test share, taken first (0: no test split, "
+        "and reports compare on validation)",
     )
     n_max: int | None = Field(
         None, ge=4, description="stratified subsample of about this many examples (fast runs)"
@@ -67,6 +69,11 @@ class FileOptions(TokenizedOptions):
     val_path: str | None = Field(
         None, description="a validation file in the same format, instead of val_fraction"
     )
+    test_path: str | None = Field(
+        None,
+        description="a test file in the same format, instead of test_fraction; relative paths "
+        "are read from the working directory, like path",
+    )
 
     @field_validator("encoding")
     @classmethod
@@ -83,9 +90,12 @@ class FileOptions(TokenizedOptions):
     def _one_validation_source(self):
         # Normalized options (a RunSpec's) hold every field, val_fraction's default included: only
         # a val_fraction other than the default conflicts with a validation file.
-        default = type(self).model_fields["val_fraction"].default
-        if self.val_path is not None and self.val_fraction != default:
-            raise ValueError("set val_fraction or val_path, not both")
+        for path, fraction in (("val_path", "val_fraction"), ("test_path", "test_fraction")):
+            default = type(self).model_fields[fraction].default
+            if getattr(self, path) is not None and getattr(self, fraction) != default:
+                raise ValueError(
+                    f"set {fraction} or {path}, not both ({path} replaces the {fraction} split)"
+                )
         return self
 
 
@@ -108,8 +118,19 @@ class ImdbOptions(TextOptions):
     n_train: int | None = Field(
         None, ge=2, description="stratified subsample of the 25000 training reviews"
     )
+    # The source's own test reviews are split in two: validation and a held-out test split.
+    test_fraction: float = Field(
+        0.5,
+        ge=0.0,
+        lt=1.0,
+        description="stratified, seeded share of the 25000 source test reviews held out as the "
+        "test split (0: none); validation comes from the rest",
+    )
     n_val: int | None = Field(
-        None, ge=2, description="stratified subsample of the 25000 test reviews"
+        None, ge=2, description="stratified subsample of the validation reviews"
+    )
+    n_test: int | None = Field(
+        None, ge=2, description="stratified subsample of the held-out test reviews"
     )
     path: str | None = Field(None, description="imdb.npz elsewhere than the Keras cache")
 

@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from keras_ablate.analysis import effects, stats  # noqa: E402
+from keras_ablate.analysis import budgets, effects, stats  # noqa: E402
 from keras_ablate.analysis.tables import Tables  # noqa: E402
 from keras_ablate.report.plots import panel_levels  # noqa: E402
 
@@ -36,6 +36,14 @@ def _heatmap(tables: Tables, value: str, title: str, fmt: str, cmap: str):
         cells = effects.counts(runs, keys).rename(columns={"divergence_rate": "cell"})
     else:
         cells = stats.group_intervals(runs, keys, [value]).rename(columns={"mean": "cell"})
+    if value == "score":
+        # A cell holding an arm that did not learn within budget is annotated with the flag.
+        hit = runs[budgets.run_flags(tables)]
+        flagged = {tuple(r[k] for k in keys) for r in hit.to_dict("records")}
+        cells["cell_flag"] = [
+            budgets.FLAG if tuple(r[k] for k in keys) in flagged else ""
+            for r in cells.to_dict("records")
+        ]
     cols, rows = panel_levels(tables, col), panel_levels(tables, row)
     y_levels = tables.levels[y_axis]
     x_levels = tables.levels[x_axis] if x_axis else [None]
@@ -60,19 +68,32 @@ def _heatmap(tables: Tables, value: str, title: str, fmt: str, cmap: str):
         if row:
             panel = panel[panel[row] == r]
         grid = np.full((len(y_levels), len(x_levels)), np.nan)
+        marks = np.full(grid.shape, "", dtype=object)
         xs = panel[x_axis].tolist() if x_axis else [None] * len(panel)
-        for y_level, x_level, cell in zip(
-            panel[y_axis].tolist(), xs, panel["cell"].tolist(), strict=False
+        flags = panel["cell_flag"].tolist() if "cell_flag" in panel else [""] * len(panel)
+        for y_level, x_level, cell, flag in zip(
+            panel[y_axis].tolist(), xs, panel["cell"].tolist(), flags, strict=False
         ):
             grid[y_levels.index(y_level), x_levels.index(x_level)] = cell
+            marks[y_levels.index(y_level), x_levels.index(x_level)] = flag
+        annot = np.array(
+            [
+                [
+                    ("" if not np.isfinite(v) else format(v, fmt)) + m
+                    for v, m in zip(gr, mr, strict=True)
+                ]
+                for gr, mr in zip(grid, marks, strict=True)
+            ],
+            dtype=object,
+        )
         frame = pd.DataFrame(
             grid, index=[str(v) for v in y_levels], columns=[str(v) for v in x_levels]
         )
         sns.heatmap(
             frame,
             ax=axes[i][j],
-            annot=True,
-            fmt=fmt,
+            annot=annot,
+            fmt="",
             cmap=cmap,
             vmin=vmin,
             vmax=vmax,
@@ -97,7 +118,10 @@ def heatmap_score(tables: Tables):
     metric = tables.info.get("derived", {}).get("metric", "score")
     better = "higher" if tables.info.get("derived", {}).get("higher_is_better") else "lower"
     cmap = "viridis" if better == "higher" else "viridis_r"
-    return _heatmap(tables, "score", f"mean final {metric} ({better} is better)", ".3g", cmap)
+    title = f"mean final {metric} ({better} is better)"
+    if budgets.run_flags(tables).any():
+        title += f"; {budgets.FLAG} {budgets.FLAG_TEXT}"
+    return _heatmap(tables, "score", title, ".3g", cmap)
 
 
 def heatmap_divergence(tables: Tables):

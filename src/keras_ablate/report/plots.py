@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from keras_ablate.analysis import effects, stats  # noqa: E402
+from keras_ablate.analysis import budgets, effects, stats  # noqa: E402
 from keras_ablate.analysis.tables import Tables  # noqa: E402
 
 # Axes that read best as line colour, then as columns, then as rows of panels.
@@ -89,10 +89,13 @@ def _line_grid(
     log: bool = False,
     threshold=None,
     references: tuple = (),
+    flagged: set | None = None,
 ):
     """Panels row x col; one line per hue level with its band. With `log`, values are log10 and the
     band (geometric mean and interval) is drawn back on a log axis. `references`: (value, label,
-    line style) drawn as grey horizontal lines in every panel."""
+    line style) drawn as grey horizontal lines in every panel. `flagged`: (hue level, col level,
+    row level) of the lines holding an arm that did not learn within budget: drawn dotted."""
+    flagged = flagged or set()
     hue, col, row = role["hue"], role["col"], role["row"]
     keys = [k for k in (hue, col, row) if k]
     band = _mean_band(data, keys, x)
@@ -120,7 +123,10 @@ def _line_grid(
             if line.empty:
                 continue
             color = colors[hue][level] if hue else "C0"
-            ax.plot(line[x], line["mean"], color=color, label=str(level) if hue else None, lw=1.4)
+            ls = ":" if (level, c, r) in flagged else "-"
+            ax.plot(
+                line[x], line["mean"], color=color, ls=ls, label=str(level) if hue else None, lw=1.4
+            )
             ax.fill_between(line[x], line["ci_low"], line["ci_high"], color=color, alpha=0.2, lw=0)
         if threshold is not None and threshold(c, r) is not None:
             ax.axhline(threshold(c, r), color="k", ls="--", lw=1, label="clip threshold")
@@ -140,6 +146,9 @@ def _line_grid(
             if lab not in labels:
                 handles.append(h)
                 labels.append(lab)
+    if flagged:
+        handles.append(plt.Line2D([], [], color="0.4", ls=":"))
+        labels.append(f"dotted: holds an arm {budgets.FLAG} {budgets.FLAG_TEXT}")
     if handles:
         fig.legend(
             handles, labels, title=hue, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8
@@ -169,8 +178,25 @@ def convergence(tables: Tables):
     role = roles(tables)
     data = _with_axes(data[["run_id", "epoch", "value"]], tables, [k for k in role.values() if k])
     return _line_grid(
-        tables, data, "epoch", metric, role, references=_accuracy_levels(tables, metric)
+        tables,
+        data,
+        "epoch",
+        metric,
+        role,
+        references=_accuracy_levels(tables, metric),
+        flagged=flagged_lines(tables, role),
     )
+
+
+def flagged_lines(tables: Tables, role: dict) -> set:
+    """(hue, col, row) levels (None where a role is unused) of the groups of runs that hold an
+    arm which did not learn within budget (analysis.budgets)."""
+    runs = tables.runs
+    hit = runs[budgets.run_flags(tables)]
+    return {
+        tuple(r[role[k]] if role[k] else None for k in ("hue", "col", "row"))
+        for r in hit.to_dict("records")
+    }
 
 
 def _accuracy_levels(tables: Tables, metric: str) -> tuple:
@@ -206,7 +232,14 @@ def gradient_norms(tables: Tables):
     role = roles(tables, first="clip" if "clip" in tables.axes else None)
     data = _with_axes(data, tables, [k for k in role.values() if k])
     fig = _line_grid(
-        tables, data, "step", "global gradient norm", role, log=True, threshold=_threshold_for(role)
+        tables,
+        data,
+        "step",
+        "global gradient norm",
+        role,
+        log=True,
+        threshold=_threshold_for(role),
+        flagged=flagged_lines(tables, role),
     )
     return fig
 
@@ -236,6 +269,7 @@ def main_effects(tables: Tables):
     if table.empty:
         return None
     runs, jitter = tables.runs, np.random.default_rng(0)
+    flagged = budgets.run_flags(tables)
     axes_list = [a for a in tables.axes if len(tables.levels[a]) > 1] or list(tables.axes)
     colors = level_colors(tables)
     grand = np.nanmean(tables.runs["score"].to_numpy(dtype=float))
@@ -245,17 +279,24 @@ def main_effects(tables: Tables):
     for ax, axis in zip(axs[0], axes_list, strict=False):
         rows = table[table["axis"] == axis]
         for k, record in enumerate(rows.itertuples(index=False)):
-            points = runs.loc[runs[axis] == record.level, "score"].to_numpy(dtype=float)
+            at_level = (runs[axis] == record.level).to_numpy()
+            points = runs.loc[at_level, "score"].to_numpy(dtype=float)
+            hollow = flagged[at_level][np.isfinite(points)]
             points = points[np.isfinite(points)]
-            ax.scatter(
-                k + jitter.uniform(-0.2, 0.2, len(points)),
-                points,
-                s=7,
-                color=colors[axis][record.level],
-                alpha=0.35,
-                linewidths=0,
-                zorder=1,
-            )
+            x = k + jitter.uniform(-0.2, 0.2, len(points))
+            color = colors[axis][record.level]
+            # Runs of an arm that did not learn within budget: hollow markers.
+            ax.scatter(x[~hollow], points[~hollow], s=7, color=color, alpha=0.35, linewidths=0)
+            if hollow.any():
+                ax.scatter(
+                    x[hollow],
+                    points[hollow],
+                    s=12,
+                    facecolors="none",
+                    edgecolors=color,
+                    linewidths=0.8,
+                    label=f"{budgets.FLAG} {budgets.FLAG_TEXT}",
+                )
             err = np.array([[record.mean - record.ci_low], [record.ci_high - record.mean]])
             ax.errorbar(
                 [k],
@@ -273,6 +314,10 @@ def main_effects(tables: Tables):
         ax.set_title(axis, fontsize=9)
         ax.set_xlim(-0.5, len(rows) - 0.5)
     axs[0][0].set_ylabel(tables.info.get("derived", {}).get("metric", "score"))
+    if flagged.any():
+        marker = plt.Line2D([], [], ls="", marker="o", mfc="none", mec="0.4")
+        fig.legend([marker], [f"hollow: a run of an arm {budgets.FLAG} {budgets.FLAG_TEXT}"],
+                   loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=7)  # fmt: skip
     fig.tight_layout()
     return fig
 
@@ -311,6 +356,17 @@ def interactions(tables: Tables, max_pairs: int = 6):
                 label=str(level),
                 lw=1.2,
             )
+            # A cell holding an arm that did not learn within budget: a hollow marker.
+            hit = (
+                (line["n_flagged"] > 0).to_numpy()
+                if "n_flagged" in line
+                else np.zeros(len(x), bool)
+            )
+            if hit.any():
+                ax.plot(
+                    np.asarray(x)[hit], line["mean"].to_numpy()[hit], ls="", marker="o", ms=7,
+                    mfc="white", mec=colors[b][level], label=None,
+                )  # fmt: skip
         ax.set_xticks(
             range(len(x_levels)), [str(v) for v in x_levels], rotation=30, ha="right", fontsize=8
         )

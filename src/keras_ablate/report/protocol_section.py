@@ -16,7 +16,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_ablate.analysis import stats  # noqa: E402
+from keras_ablate.analysis import budgets, stats  # noqa: E402
 from keras_ablate.analysis.protocol import RATE  # noqa: E402
 from keras_ablate.analysis.tables import Tables  # noqa: E402
 from keras_ablate.report.plots import level_colors  # noqa: E402
@@ -46,9 +46,11 @@ def protocol_section(tables: Tables) -> dict | None:
         else [(None, selection)]
     ):
         chosen = group[group["selected"]].iloc[0]
+        flagged = budgets.flagged_labels(tables, {a: chosen[a] for a in tables.axes})
         rows.append(
             {
                 "arm": _arm_label(chosen.to_dict(), tables.axes),
+                "flag": f"{budgets.FLAG} {budgets.FLAG_TEXT}" if flagged else "",
                 "rate": f"{chosen[RATE]:g}" + (" (edge)" if chosen.get("at_edge") else ""),
                 "value": f"{chosen['select_value']:.4g}",
                 "per_rate": ", ".join(
@@ -98,6 +100,7 @@ def sensitivity(tables: Tables):
         color = colors[first][record[first]] if first else None
         rest = tuple(map(str, key[1:]))
         style = styles.setdefault(rest, ["-", "--", ":", "-."][len(styles) % 4])
+        flagged = bool(budgets.flagged_labels(tables, record))
         means_arr = np.array(means)
         ax.errorbar(
             rates,
@@ -107,8 +110,10 @@ def sensitivity(tables: Tables):
             ls=style,
             marker="o",
             ms=4,
+            mfc="none" if flagged else color,
             capsize=3,
-            label=_arm_label(record, axes),
+            label=_arm_label(record, axes)
+            + (f" {budgets.FLAG} {budgets.FLAG_TEXT} (at its rate)" if flagged else ""),
         )
         mask = np.ones(len(selected), dtype=bool)
         for axis, level in record.items():

@@ -11,9 +11,16 @@ import numpy as np
 import pandas as pd
 
 from keras_ablate import store
-from keras_ablate.analysis import baselines, effects
+from keras_ablate.analysis import baselines, budgets, effects
 from keras_ablate.analysis.tables import Tables, load
-from keras_ablate.report import heatmaps, instrument_plots, plots, protocol_section, sections
+from keras_ablate.report import (
+    budget_section,
+    heatmaps,
+    instrument_plots,
+    plots,
+    protocol_section,
+    sections,
+)
 from keras_ablate.report.templating import environment
 from keras_ablate.tuning.report import tuning_section
 
@@ -54,6 +61,10 @@ def run_table(tables: Tables) -> pd.DataFrame:
     ]
     cols += ["grad/log10_norm_std", "grad/max_median_ratio", "grad/clip_rate", "wall_time_s"]
     runs = runs.assign(**_levels(runs, metric))
+    flagged = budgets.run_flags(tables)
+    if flagged.any():
+        runs = runs.assign(budget=np.where(flagged, f"{budgets.FLAG} {budgets.FLAG_TEXT}", ""))
+        cols.insert(cols.index("status") + 1, "budget")
     cols[cols.index("score") + 1 : cols.index("score") + 1] = [
         "baseline/chance",
         f"baseline/majority_{'train' if metric.startswith('train/') else 'val'}",
@@ -104,7 +115,8 @@ def make_figures(tables: Tables, fig_dir: Path) -> list[Figure]:
             "epochs, and wide bands (seed-to-seed noise larger than the gap between arms). For an "
             "accuracy, grey lines mark chance (dotted) and the majority-class share (dash-dot) when all "
             "runs share them: an arm flat on the majority line predicts the commonest class, one flat "
-            "above both sits on a plateau above chance.",
+            "above both sits on a plateau above chance. A dotted line holds an arm that did not learn within "
+            "budget (†).",
         ),
         (
             "gradient_norm",
@@ -121,7 +133,8 @@ def make_figures(tables: Tables, fig_dir: Path) -> list[Figure]:
             heatmaps.heatmap_score,
             "Mean score (final comparison metric, diverged runs at the worst finished value) per cell, "
             "panels by architecture and clip. Look for a row or column that is better everywhere (a main "
-            "effect) and for cells that break the pattern (an interaction).",
+            "effect) and for cells that break the pattern (an interaction). † marks a cell holding an arm "
+            "that did not learn within budget.",
         ),
         (
             "heatmap_divergence",
@@ -137,7 +150,8 @@ def make_figures(tables: Tables, fig_dir: Path) -> list[Figure]:
             "One panel per factor: every run's score (faint points) and the mean score per level over "
             "all runs at that level, with its 95 % interval (the one the tables name: a bootstrap over runs "
             "by default); the dotted line is the grand mean. A factor that matters moves its points away from "
-            "the line by more than their intervals; a flat panel is a factor that did nothing.",
+            "the line by more than their intervals; a flat panel is a factor that did nothing. Hollow points are "
+            "runs of an arm that did not learn within budget (†).",
         ),
         (
             "interactions",
@@ -145,8 +159,10 @@ def make_figures(tables: Tables, fig_dir: Path) -> list[Figure]:
             plots.interactions,
             "Mean score over the levels of one factor, one line per level of another, with 95 % "
             "intervals (the ones the tables name). Parallel lines: the two factors act independently; crossing or diverging lines: "
-            "the effect of one depends on the other.",
+            "the effect of one depends on the other. A hollow marker is a cell holding an arm that did not learn "
+            "within budget (†).",
         ),
+        *budget_section.FIGURES,
         # Probe instruments (issue 3): gradients through time and depth, clipping, units, gates.
         *instrument_plots.FIGURES,
         (
@@ -203,6 +219,7 @@ def build_report(exp_dir: str | Path, info: dict | None = None) -> dict:
         "unplanned": tables.unplanned,
         "summary": sections.summary(tables, main, configs),
         "protocol": protocol_section.protocol_section(tables),
+        "budgets": budget_section.budget_section(tables),
         "factors": sections.factor_tables(main, (info.get("analysis") or {}).get("min_effect")),
         "interactions": sections.interaction_tables(tables),
         "anova": sections.anova_table(tables),

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from keras_ablate import store
-from keras_ablate.analysis import baselines, effects
+from keras_ablate.analysis import baselines, budgets, effects
 from keras_ablate.analysis.stats import IntervalSpec
 from keras_ablate.analysis.tables import STATUSES, Tables
 from keras_ablate.phases import format_phases
@@ -133,9 +133,11 @@ def summary(tables: Tables, main: pd.DataFrame, configs: pd.DataFrame) -> dict:
             mine = tables.runs
             for a in tables.axes:
                 mine = mine[mine[a] == record[a]]
+            flagged = budgets.flagged_labels(tables, {a: record[a] for a in tables.axes})
             best.append(
                 {
                     "config": label(record, tables.axes),
+                    "flag": f"{budgets.FLAG} {budgets.FLAG_TEXT}" if flagged else "",
                     "n": int(record["n"]),
                     "value": ci_text(record["mean"], record["ci_low"], record["ci_high"]),
                     "diverged": diverged,
@@ -162,6 +164,7 @@ def summary(tables: Tables, main: pd.DataFrame, configs: pd.DataFrame) -> dict:
                     "better": better_text(record),
                     "excludes_zero": decision_text(record),
                     "seeds": seeds_text(record, min_effect),
+                    "budget": record.get("budget_note", ""),
                 }
             )
     return {
@@ -234,8 +237,12 @@ def factor_tables(main: pd.DataFrame, min_effect=None) -> list[dict]:
                     "p (Holm)": "" if reference else num(r.get("p_holm", math.nan), 3),
                     "differs (Holm)": "" if reference else decision_text(r),
                     "seeds needed per arm": "" if reference else seeds_text(r, min_effect),
+                    "budget": r.get("budget_note", ""),
                 }
             )
+        if not any(row["budget"] for row in body):
+            for row in body:
+                del row["budget"]
         out.append(
             {
                 "axis": axis,
@@ -264,8 +271,9 @@ def interaction_tables(tables: Tables) -> list[dict]:
                     continue
                 c = cell.iloc[0]
                 rate = f", {int(c['n_diverged'])} div." if c["n_diverged"] else ""
+                flag = f" {budgets.FLAG}" if c.get("n_flagged", 0) else ""
                 row[key] = (
-                    f"{ci_text(c['mean'], c['ci_low'], c['ci_high'])} (n={int(c['n'])}{rate})"
+                    f"{ci_text(c['mean'], c['ci_low'], c['ci_high'])} (n={int(c['n'])}{rate}){flag}"
                 )
             body.append(row)
         out.append({"rows_axis": a, "cols_axis": b, "columns": columns, "rows": body})
@@ -302,7 +310,12 @@ def config_table(tables: Tables, configs: pd.DataFrame) -> dict:
         row[record["metric"]] = ci_text(record["mean"], record["ci_low"], record["ci_high"])
         if record["metric"] == "score":
             row["n"] = int(record["n"])
+        if "budget" not in row:
+            flagged = budgets.flagged_labels(tables, {a: record[a] for a in tables.axes})
+            row["budget"] = f"{budgets.FLAG} {budgets.FLAG_TEXT}" if flagged else ""
     columns = [*tables.axes, "n", *metrics]
+    if any(row["budget"] for row in wide.values()):
+        columns.append("budget")
     return {
         "columns": columns,
         "rows": [{c: row.get(c, "–") for c in columns} for row in wide.values()],

@@ -1,0 +1,301 @@
+"""Budgets per arm (analysis.budgets) on hand-built tables whose answers are counted by hand."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats as scipy_stats
+
+from keras_ablate.analysis import budgets
+from keras_ablate.analysis.tables import Tables
+
+NAN = math.nan
+STEPS_PER_EPOCH = 10
+
+# Per arm and seed: (status, val/accuracy per epoch, loss at the first step, final train loss,
+# final test accuracy). Threshold 0.9.
+RUNS = {
+    ("lstm", 0): ("ok", [0.5, 0.8, 0.92, 0.95], 0.69, 0.20, 0.95),  # epoch 3 -> 30 steps
+    ("lstm", 1): ("ok", [0.6, 0.91, 0.93, 0.94], 0.69, 0.18, 0.94),  # epoch 2 -> 20 steps
+    ("lstm", 2): ("ok", [0.5, 0.6, 0.7, 0.8], 0.69, 0.40, 0.80),  # never
+    # Reaches 0.95 in epoch 2, then diverges in epoch 3: not solved.
+    ("rnn", 0): ("diverged", [0.5, 0.95, NAN], 0.69, NAN, NAN),
+    ("rnn", 1): ("ok", [0.5, NAN, 0.52, 0.5], 0.693, 0.69, 0.50),  # a NaN epoch, never
+    ("rnn", 2): ("ok", [0.5, 0.5, 0.5, 0.5], 0.693, 0.689, 0.52),  # never
+    ("rnn", 3): ("failed", [], NAN, NAN, NAN),  # a crash: not a seed
+    # The loss falls, but the score sits at the majority share (0.55).
+    ("gru", 0): ("ok", [0.5, 0.55, 0.55, 0.56], 0.69, 0.40, 0.56),
+    ("gru", 1): ("ok", [0.5, 0.54, 0.55, 0.54], 0.69, 0.41, 0.54),
+    ("gru", 2): ("ok", [0.5, 0.55, 0.55, 0.55], 0.69, 0.39, 0.55),
+}
+
+
+def _tables(runs=RUNS, analysis=None) -> Tables:
+    rows, history = [], []
+    for (arch, seed), (status, curve, start, final_loss, test) in runs.items():
+        run_id = f"{arch}{seed}"
+        rows.append(
+            {
+                "run_id": run_id,
+                "architecture": arch,
+                "seed": seed,
+                "status": status,
+                "steps_per_epoch": STEPS_PER_EPOCH,
+                "init/loss": start,
+                "final/train/loss": final_loss,
+                "final/test/accuracy": test,
+                "baseline/chance": 0.5,
+                "baseline/majority_test": 0.55,
+                "baseline/n_test": 400.0,
+                "baseline/n_val": 400.0,
+            }
+        )
+        for epoch, value in enumerate(curve, start=1):
+            history.append(
+                {"run_id": run_id, "epoch": epoch, "metric": "val/accuracy", "value": value}
+            )
+    frame = pd.DataFrame(rows)
+    frame["architecture"] = pd.Categorical(frame["architecture"], ["lstm", "rnn", "gru"])
+    finished = frame["status"] != "failed"
+    ok = frame["status"] == "ok"
+    # The score rule (metrics.score), by hand: a diverged run takes the worst finished value.
+    worst = frame.loc[ok, "final/test/accuracy"].min()
+    frame["score"] = np.where(
+        frame["status"] == "diverged", worst, np.where(finished, frame["final/test/accuracy"], NAN)
+    )
+    return Tables(
+        runs=frame,
+        history=pd.DataFrame(history),
+        steps=pd.DataFrame(),
+        axes=["architecture"],
+        levels={"architecture": ["lstm", "rnn", "gru"]},
+        info={
+            "analysis": analysis or {},
+            "derived": {"metric": "test/accuracy", "higher_is_better": True, "target": 0.9},
+        },
+    )
+
+
+def test_solved_counts_seeds_that_reached_the_threshold_and_the_median_counts_the_others_as_never():
+    table = budgets.solved(_tables()).set_index("architecture")
+    assert table.attrs["threshold"] == 0.9
+    assert table.loc["lstm", ["n_seeds", "n_solved"]].tolist() == [3, 2]
+    assert table.loc["lstm", "solved_fraction"] == pytest.approx(2 / 3)
+    # Sorted: 20, 30, never -> the median is 30.
+    assert table.loc["lstm", "steps_to_threshold_median"] == 30
+    assert table.loc["lstm", "seeds"] == (0, 1, 2)
+    np.testing.assert_array_equal(table.loc["lstm", "steps_to_threshold"], [30, 20, NAN])
+    # The diverged seed reached 0.95 before it diverged: not solved. The failed run is no seed.
+    assert table.loc["rnn", ["n_seeds", "n_solved", "n_failed"]].tolist() == [3, 0, 1]
+    assert table.loc["rnn", "steps_to_threshold_median"] == math.inf
+    assert table.loc["gru", "n_solved"] == 0
+    assert list(table.index) == ["lstm", "rnn", "gru"]  # the plan's level order
+
+
+def test_a_lower_threshold_and_an_explicit_metric():
+    table = budgets.solved(_tables(), metric="val/accuracy", threshold=0.55).set_index(
+        "architecture"
+    )
+    # lstm: epochs 2, 1, 2 -> 20, 10, 20; gru: epochs 2, 3, 2 -> 20, 30, 20.
+    np.testing.assert_array_equal(table.loc["lstm", "steps_to_threshold"], [20, 10, 20])
+    assert table.loc["gru", "steps_to_threshold_median"] == 20
+    assert table.loc["gru", "solved_fraction"] == 1.0
+
+
+def test_did_not_learn_flags_a_stuck_loss_and_a_score_at_the_majority_share():
+    tables = _tables()
+    flags = budgets.did_not_learn(tables)
+    assert flags.to_dict() == {"lstm": False, "rnn": True, "gru": True}
+    assert flags.index.name == "architecture"
+    detail = budgets.flags(tables).set_index("architecture")
+    # rnn: mean final loss (0.69 + 0.689) / 2 over the undiverged seeds vs 0.693 at the start.
+    assert detail.loc["rnn", "loss_ratio"] == pytest.approx(((0.69 + 0.689) / 2) / 0.693)
+    assert detail.loc["rnn", "stuck"]
+    # gru learned to lower its loss (0.4 / 0.69) but its score is not above the majority share.
+    assert not detail.loc["gru", "stuck"]
+    assert detail.loc["gru", "at_level"] == "majority share"
+    assert "majority share 0.55" in detail.loc["gru", "reason"]
+    # The score interval: Student t over the 3 seeds (scipy), since fewer than 5 runs.
+    low, high = scipy_stats.t.interval(
+        0.95, 2, loc=np.mean([0.56, 0.54, 0.55]), scale=scipy_stats.sem([0.56, 0.54, 0.55])
+    )
+    assert detail.loc["gru", ["ci_low", "ci_high"]].tolist() == pytest.approx([low, high])
+    assert detail.loc["lstm", "reason"] == ""
+
+
+def test_one_seed_is_at_a_level_when_within_the_baselines_tolerance():
+    # One seed at 0.52 (no interval): 1/sqrt(400) = 0.05 from chance 0.5 -> at chance; at 0.56
+    # it is 0.06 from chance but 0.01 from the majority share 0.55; at 0.61, neither.
+    def one(test):
+        runs = {("lstm", 0): ("ok", [0.5, test], 0.69, 0.2, test)}
+        return budgets.flags(_tables(runs)).iloc[0]
+
+    assert one(0.52)["at_level"] == "chance"
+    assert one(0.56)["at_level"] == "majority share"
+    assert one(0.61)["at_level"] == "" and not one(0.61)["did_not_learn"]
+
+
+def test_two_axes_index_the_flags_by_a_multiindex():
+    tables = _tables()
+    tables.runs["clip"] = "none"
+    tables.axes = ["architecture", "clip"]
+    flags = budgets.did_not_learn(tables)
+    assert isinstance(flags.index, pd.MultiIndex)
+    assert flags[("rnn", "none")] and not flags[("lstm", "none")]
+
+
+def test_anytime_is_the_mean_over_seeds_and_a_diverged_seed_takes_the_epochs_worst_value():
+    frame = budgets.anytime(_tables())
+    rnn = frame[frame["architecture"] == "rnn"].set_index("epoch")
+    # Epoch 2: seed 1 has NaN (left out), seeds 0 and 2: (0.95 + 0.5) / 2.
+    assert rnn.loc[2, "n"] == 2 and rnn.loc[2, "mean"] == pytest.approx(0.725)
+    # Epoch 3: seed 0 diverged; the worst epoch-3 value of the undiverged runs is 0.5.
+    assert rnn.loc[3, "n_diverged"] == 1
+    assert rnn.loc[3, "mean"] == pytest.approx(np.mean([0.5, 0.52, 0.5]))
+    assert rnn.loc[4, "mean"] == pytest.approx(np.mean([0.5, 0.5, 0.5]))  # and at epoch 4
+    lstm = frame[frame["architecture"] == "lstm"].set_index("epoch")
+    values = [0.92, 0.93, 0.7]
+    low, high = scipy_stats.t.interval(0.95, 2, loc=np.mean(values), scale=scipy_stats.sem(values))
+    assert lstm.loc[3, ["mean", "ci_low", "ci_high"]].tolist() == pytest.approx(
+        [np.mean(values), low, high]
+    )
+    assert list(frame["architecture"].drop_duplicates()) == ["lstm", "rnn", "gru"]
+
+
+# ---------------------------------------------------------------- in the report
+
+# Per architecture: val/accuracy per epoch and the training loss per step (4 steps per epoch).
+REPORT_CURVES = {
+    "gru": ([0.5, 0.8, 0.95, 1.0], np.linspace(1.4, 0.1, 16)),  # learns
+    "rnn": ([0.26, 0.24, 0.25, 0.25], np.full(16, 1.386)),  # loss stays at ln 4: stuck
+    "lstm": ([0.35, 0.6, 0.7, 0.72], np.linspace(1.4, 0.8, 16)),  # learns, not to the target
+}
+
+
+def _write_report_runs(exp_dir, seeds=3, clips=None):
+    from keras_ablate import store
+    from keras_ablate.config import RunSpec
+
+    rng = np.random.default_rng(0)
+    run_ids = []
+    for arch, clip, seed in itertools.product(REPORT_CURVES, clips or [None], range(seeds)):
+        curve, loss = REPORT_CURVES[arch]
+        axes = {"architecture": arch, **({"clip": clip} if clip else {})}
+        spec = RunSpec(
+            "b", f"run_{arch}_{clip}_{seed}", axes, {"name": "recall", "options": {}}, seed, axes
+        )
+        noisy = np.clip(np.asarray(curve) + rng.normal(0, 0.01, len(curve)), 0, 1)
+        history = pd.DataFrame(
+            {
+                "epoch": np.arange(1, 5),
+                "train/loss": loss[3::4],
+                "val/accuracy": noisy,
+            }
+        )
+        steps = pd.DataFrame({"step": np.arange(16), "loss": loss.astype(np.float32)})
+        summary = {
+            "run_id": spec.run_id,
+            "status": "ok",
+            "metric": "accuracy",
+            "steps_per_epoch": 4,
+            "baseline": {
+                "n_classes": 4,
+                "n_val": 256,
+                "chance": 0.25,
+                "majority_val": 0.3,
+                "majority_train": 0.3,
+            },
+            "final": {"val/accuracy": float(noisy[-1]), "train/loss": float(loss[-1])},
+            "best": {"val/accuracy": float(noisy.max())},
+            "wall_time_s": 1.0,
+        }
+        store.write_run(exp_dir, spec, summary, {"history": history, "steps": steps})
+        run_ids.append(spec.run_id)
+    store.write_json_atomic(
+        exp_dir / "experiment.json",
+        {
+            "name": "b",
+            "axes": ["architecture", *(["clip"] if clips else [])],
+            "run_ids": run_ids,
+            "analysis": {"target": 0.9},
+        },
+    )
+
+
+def test_the_flag_shows_in_the_reports_tables_and_every_effect_involving_the_arm(tmp_path):
+    from keras_ablate.analysis import effects, load
+    from keras_ablate.report.render import build_report
+
+    exp = tmp_path / "b"
+    _write_report_runs(exp)
+    tables = load(exp)
+    assert budgets.did_not_learn(tables).to_dict() == {"gru": False, "rnn": True, "lstm": False}
+    main = effects.main_effects(tables).set_index("level")
+    # rnn vs the reference gru involves the flagged rnn; lstm vs gru involves no flagged arm.
+    assert main.loc["rnn", "n_flagged"] == 1
+    assert "may be budget- or rate-limited" in main.loc["rnn", "budget_note"]
+    assert "architecture=rnn" in main.loc["rnn", "budget_note"]
+    assert main.loc["lstm", "budget_note"] == "" and main.loc["lstm", "n_flagged"] == 0
+    build_report(exp)
+    md = (exp / "report.md").read_text()
+    lines = md.splitlines()
+
+    def rows(start: str) -> list[str]:
+        return [line for line in lines if line.startswith(start)]
+
+    # The budget table: solved counts, steps and the flag with its reason.
+    (gru,) = rows("| architecture=gru | 3/3")
+    assert "| 12 |" in gru  # epoch 3 x 4 steps, every seed
+    (rnn,) = rows("| architecture=rnn † | 0/3 | never |")
+    assert "did not learn within budget: train loss 1.39 vs 1.39 at the start" in rnn
+    # Best configurations, the factor table, the largest effects, the configurations and runs.
+    assert any("architecture=rnn † did not learn within budget" in line for line in lines)
+    (factor_rnn,) = rows("| rnn | 3 |")
+    assert "may be budget- or rate-limited" in factor_rnn
+    (factor_lstm,) = rows("| lstm | 3 |")
+    assert "budget" not in factor_lstm
+    assert any(line.startswith("| architecture: rnn vs gru (†") for line in lines)
+    assert sum("| run_rnn_" in line and "† did not learn" in line for line in lines) == 3
+    assert not any("| run_gru_" in line and "†" in line for line in lines)
+    html = (exp / "report.html").read_text()
+    assert html.count("may be budget- or rate-limited") >= 2
+    assert (exp / "figures" / "anytime.png").exists()
+
+
+def test_the_flagged_arm_is_dotted_and_labelled_in_the_figures(tmp_path):
+    from keras_ablate.analysis import load
+    from keras_ablate.report import budget_section, heatmaps, plots
+
+    exp = tmp_path / "b"
+    _write_report_runs(exp, seeds=2)
+    tables = load(exp)
+    figure = budget_section.anytime_figure(tables)
+    styles = {line.get_label(): line.get_linestyle() for line in figure.axes[0].lines}
+    assert styles["architecture=rnn †"] == ":" and styles["architecture=gru"] == "-"
+    legend = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    assert "† did not learn within budget" in legend
+    figure = plots.convergence(tables)
+    styles = {line.get_label(): line.get_linestyle() for line in figure.axes[0].lines}
+    assert styles["rnn"] == ":" and styles["lstm"] == "-"
+    figure = plots.main_effects(tables)
+    hollow = [c for c in figure.axes[0].collections if c.get_label().startswith("†")]
+    assert len(hollow) == 1 and len(hollow[0].get_offsets()) == 2  # the rnn arm's two runs
+    figure = heatmaps.heatmap_score(tables)
+    cells = {t.get_text() for t in figure.axes[0].texts}
+    assert any(t.endswith("†") for t in cells) and sum(t.endswith("†") for t in cells) == 1
+
+
+def test_interaction_cells_holding_a_flagged_arm_are_marked(tmp_path):
+    from keras_ablate.analysis import load
+    from keras_ablate.report import sections
+
+    exp = tmp_path / "b"
+    _write_report_runs(exp, seeds=2, clips=["none", "norm:1.0"])
+    (table,) = sections.interaction_tables(load(exp))
+    cells = {row["level"]: [row[c] for c in table["columns"]] for row in table["rows"]}
+    assert all(cell.endswith("†") for cell in cells["rnn"])
+    assert not any("†" in cell for cell in cells["gru"] + cells["lstm"])
