@@ -435,3 +435,14 @@ def test_a_verdict_that_changes_at_twice_the_budget_is_budget_sensitive(tmp_path
     # The protocol's rate curve per arm, as in the experiment report.
     assert "score against learning rate" in html and "score against learning rate" in md
     assert (paths["md"].parent / "figures" / "claim_04_budget_rates.png").exists()
+    # Per arm at its selected rate: the seeds that reached the target (counted here from the
+    # runs' own histories) and the did-not-learn flag.
+    target = result.tables.info["derived"]["target"]
+    for clip, rate in chosen.items():
+        reached = 0
+        for spec in specs(result.exp_dir):
+            if (spec["settings"]["clip"], spec["settings"]["learning_rate"]) != (clip, rate):
+                continue
+            history = pd.read_parquet(result.exp_dir / "runs" / spec["run_id"] / "history.parquet")
+            reached += bool((history["val/accuracy"] >= target).any())
+        assert f"| clip={clip} | {reached}/3 |" in md

@@ -10,8 +10,8 @@ import pytest
 from pydantic import ValidationError
 from scipy import stats as sps
 
-from keras_ablate.analysis import effects
 from keras_ablate import scoring
+from keras_ablate.analysis import effects
 from keras_ablate.analysis import stats as S
 from keras_ablate.config.schema import AnalysisSection
 from keras_ablate.report import sections

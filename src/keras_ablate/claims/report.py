@@ -167,6 +167,54 @@ def _protocol_rows(result) -> list[dict]:
 _SELECTION_COLUMNS = {"learning_rate", "seeds", "finished", "select_value", "selected", "at_edge"}
 
 
+def budget_rows(result) -> list[dict]:
+    """Per arm (at its selected rate under a protocol): seeds that reached the claim's target
+    and the did-not-learn-within-budget flag with its reason (analysis.budgets)."""
+    from keras_ablate.analysis import budgets
+
+    tables = result.tables
+    if tables is None or tables.runs.empty:
+        return []
+    keys = budgets.arm_keys(tables)
+    solved = budgets.solved(tables)
+    flagged = budgets.flags(tables)
+    reasons = {
+        tuple(r[k] for k in keys): (bool(r["did_not_learn"]), r["reason"])
+        for r in flagged.to_dict("records")
+    }
+    rows = []
+    for r in solved.to_dict("records"):
+        stuck, reason = reasons.get(tuple(r[k] for k in keys), (False, ""))
+        median = r["steps_to_threshold_median"]
+        rows.append(
+            {
+                "arm": budgets.arm_label(r, keys),
+                "solved": f"{r['n_solved']}/{r['n_seeds']}",
+                "steps": "never (most seeds)" if median == math.inf else _fmt(median),
+                "flag": f"{budgets.FLAG} {budgets.FLAG_TEXT}: {reason}" if stuck else "",
+            }
+        )
+    return rows
+
+
+def _threshold_text(result) -> str:
+    from keras_ablate.analysis import budgets
+
+    if result.tables is None or result.tables.runs.empty:
+        return ""
+    from keras_ablate.scoring import higher_is_better
+
+    metric = budgets._metric(result.tables, None)
+    sign = ">=" if higher_is_better(metric) else "<="
+    return f"{metrics_curve(metric)} {sign} {_fmt(budgets.threshold_for(result.tables, metric))}"
+
+
+def metrics_curve(metric: str) -> str:
+    from keras_ablate.analysis.metrics import curve_metric
+
+    return curve_metric(metric)
+
+
 def rate_figure(result, path: Path) -> Path | None:
     """Under a protocol: the claim's score against the learning rate per arm, the selected rate
     ringed (the report's sensitivity figure, report.protocol_section.sensitivity)."""
@@ -246,6 +294,8 @@ def build_claims_report(results: list, out_dir: str | Path) -> dict[str, Path]:
                 "budget_verdict": result.verdict.verdict,
                 "protocol_rows": _protocol_rows(result),
                 "check": _check(result),
+                "budget_rows": budget_rows(result),
+                "threshold": _threshold_text(result),
                 "leaves": _leaf_rows(result.verdict, result.table),
                 "setup": _setup(claim),
                 "statuses": result.statuses,
