@@ -8,7 +8,7 @@ import pandas as pd
 
 from keras_ablate.analysis.protocol import apply_protocol, select_rates, selected_runs
 from keras_ablate.analysis.tables import Tables
-from keras_ablate.report.protocol_section import protocol_section
+from keras_ablate.report.protocol_section import protocol_section, sensitivity
 from keras_ablate.report.sections import status_counts
 
 
@@ -232,3 +232,53 @@ def test_the_reports_run_counts_include_the_rates_that_were_not_selected():
     assert len(tables.runs) == 2
     counts = status_counts(tables)
     assert counts["ok"] == 4 and counts["missing"] == 1
+
+
+def test_the_sensitivity_figure_has_a_panel_per_first_axis_level_and_a_colour_per_second():
+    rows = []
+    for arch in ("rnn", "lstm"):
+        for act in ("tanh", "relu", "elu"):
+            for i, rate in enumerate((0.001, 0.01)):
+                for seed in (0, 1):
+                    score = 0.6 + 0.1 * i + 0.01 * seed
+                    rows.append(
+                        (f"{arch}{act}{rate}{seed}", arch, act, rate, seed, 1 - score, score)
+                    )
+    runs = pd.DataFrame(
+        rows,
+        columns=[
+            "run_id",
+            "architecture",
+            "activation",
+            "learning_rate",
+            "seed",
+            "final/val/loss",
+            "score",
+        ],
+    )
+    runs["status"] = "ok"
+    frame = pd.DataFrame({"run_id": pd.Categorical(runs["run_id"]), "value": 1.0})
+    protocol = {"select_on": "val/loss", "learning_rate": [0.001, 0.01]}
+    tables = Tables(
+        runs=runs,
+        history=frame,
+        steps=frame,
+        axes=["architecture", "activation"],
+        levels={"architecture": ["rnn", "lstm"], "activation": ["tanh", "relu", "elu"]},
+        info={"protocol": protocol, "derived": {"metric": "test/accuracy"}},
+    )
+    apply_protocol(tables, protocol)
+    fig = sensitivity(tables)
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["architecture=rnn", "architecture=lstm"]
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels[:3] == ["activation=tanh", "activation=relu", "activation=elu"]
+    # Six arms, three per panel; each arm's curve ends at its mean score at 0.01 (0.705).
+    for ax in panels:
+        curves = [
+            line
+            for line in ax.get_lines()
+            if line.get_marker() == "o" and line.get_linestyle() != "None"
+        ]
+        assert len(curves) == 3
+        assert all(abs(line.get_ydata()[-1] - 0.705) < 1e-9 for line in curves)
