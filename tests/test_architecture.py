@@ -44,6 +44,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("tuning", ("keras_ablate.tuning",)),
     ("report", ("keras_ablate.report",)),
     ("claims", ("keras_ablate.claims",)),
+    ("export", ("keras_ablate.export",)),
     ("command line", ("keras_ablate.commands", "keras_ablate.cli")),
 ]
 

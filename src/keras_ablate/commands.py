@@ -1,4 +1,4 @@
-"""What each command does: plan, run, status, report, tune, claims (cli.py parses the flags).
+"""What each command does: plan, run, status, report, tune, claims, export (cli.py parses the flags).
 
 Every stage is imported inside the command that needs it, so importing this module (and
 `keras-ablate --help`) imports no stage, and plan, status and report never import TensorFlow.
@@ -239,6 +239,40 @@ def cmd_claims(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        what = "is a file" if folder.exists() else "does not exist"
+        raise UserError(
+            f"{folder}: {what}; export takes a results folder (results/<experiment>, the folder "
+            "`keras-ablate run` writes), e.g. `keras-ablate export "
+            f"{args.tool} results/default`"
+        )
+    if args.tool == "tensorboard":
+        from keras_ablate.export.tensorboard_logs import export_tensorboard
+
+        done = export_tensorboard(folder, args.out)
+        where = f"{done['out']}: {done['runs']} runs"
+        if done["removed"]:
+            where += f" ({done['removed']} no longer in the results removed)"
+        print(f"tensorboard: {where}; view with `tensorboard --logdir {done['out']}`")
+    else:
+        from keras_ablate.export.mlflow_runs import export_mlflow
+
+        done = export_mlflow(folder, args.tracking_uri)
+        print(
+            f"mlflow: {done['runs']} runs in {done['tracking_uri']} (experiment "
+            f"{done['experiment_id']}): {done['logged']} logged, {done['replaced']} replaced, "
+            f"{done['kept']} unchanged"
+        )
+    for run_id, why in done["unreadable"].items():
+        print(
+            f"keras-ablate: warning: {folder}/runs/{run_id} cannot be read and is left out ({why})",
+            file=sys.stderr,
+        )
+    return 0
+
+
 COMMANDS = {
     "plan": cmd_plan,
     "run": cmd_run,
@@ -246,4 +280,5 @@ COMMANDS = {
     "tune": cmd_tune,
     "status": cmd_status,
     "claims": cmd_claims,
+    "export": cmd_export,
 }
