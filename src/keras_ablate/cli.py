@@ -180,7 +180,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     m = tools.add_parser(
         "mlflow",
-        help="one MLflow run per run (params, metrics per step), the report as an artifact",
+        help="one MLflow run per run (params, metrics per step) under a parent run holding "
+        "the report",
     )
     m.add_argument("folder", metavar="RESULTS_DIR", help="a results/<experiment> folder")
     m.add_argument(
