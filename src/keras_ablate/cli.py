@@ -1,4 +1,4 @@
-"""Command line: plan, run, status, report, tune and claims (the flags; commands.py does the work).
+"""Command line: plan, run, status, report, tune, claims and export (the flags; commands.py does the work).
 
 plan, status and report never import TensorFlow; run, tune and claims import it once their
 input is known to be valid. Each command imports the stage it needs when it runs, so
@@ -164,6 +164,31 @@ def build_parser() -> argparse.ArgumentParser:
         "--report-only",
         action="store_true",
         help="evaluate and report what has finished; train nothing",
+    )
+    p = sub.add_parser(
+        "export", help="write an experiment's runs for TensorBoard or MLflow (rerun: replaces)"
+    )
+    tools = p.add_subparsers(dest="tool", required=True, parser_class=_Parser)
+    t = tools.add_parser(
+        "tensorboard",
+        help="one log folder per run: settings as HParams, epoch metrics and per-step "
+        "gradient norms as scalars",
+    )
+    t.add_argument("folder", metavar="RESULTS_DIR", help="a results/<experiment> folder")
+    t.add_argument(
+        "--out", default=None, metavar="DIR", help="log folder (default: RESULTS_DIR/tensorboard)"
+    )
+    m = tools.add_parser(
+        "mlflow",
+        help="one MLflow run per run (params, metrics per step) under a parent run holding "
+        "the report",
+    )
+    m.add_argument("folder", metavar="RESULTS_DIR", help="a results/<experiment> folder")
+    m.add_argument(
+        "--tracking-uri",
+        default=None,
+        metavar="URI",
+        help="MLflow tracking URI (default: a local store in RESULTS_DIR/mlruns)",
     )
     return parser
 

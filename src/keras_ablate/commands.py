@@ -1,4 +1,4 @@
-"""What each command does: plan, run, status, report, tune, claims (cli.py parses the flags).
+"""What each command does: plan, run, status, report, tune, claims, export (cli.py parses the flags).
 
 Every stage is imported inside the command that needs it, so importing this module (and
 `keras-ablate --help`) imports no stage, and plan, status and report never import TensorFlow.
@@ -115,31 +115,73 @@ def _write_experiment_info(exp, specs, exp_dir: Path, source: str) -> None:
 
 
 def cmd_run(args) -> int:
-    from keras_ablate.runner import check_options, run_grid
-
     exp, specs, exp_dir, all_specs = _load(args)
-    # Every option is checked before anything is written or locked.
-    if args.max_runs is not None and args.max_runs < 1:
-        raise UserError(
-            f"--max-runs must be >= 1, got {args.max_runs} (to check a file without training, "
-            "use `keras-ablate plan`)"
-        )
-    check_options(args.executor, args.workers, args.address)
-    _check_owner(exp, exp_dir, args.file)
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    _write_experiment_info(exp, all_specs, exp_dir, args.file)
-    outcome = run_grid(
+    outcome = run_experiment(
+        exp,
         specs,
+        all_specs,
         exp_dir,
+        args.file,
         force=args.force,
         rerun=tuple(args.rerun),
         max_runs=args.max_runs,
         workers=args.workers,
         executor=args.executor,
         address=args.address,
-        resources=exp.resources,
     )
     return 1 if outcome.failed else 0
+
+
+def run_experiment(
+    exp,
+    specs,
+    all_specs,
+    exp_dir: Path,
+    source: str,
+    *,
+    force: bool = False,
+    rerun: tuple[str, ...] = (),
+    max_runs: int | None = None,
+    workers: int | None = None,
+    executor: str = "local",
+    address: str | None = None,
+):
+    """What `run` does once the file is read (the notebook's Experiment.run too): check every
+    option before anything is written or locked, record the plan, run what is missing."""
+    from keras_ablate.runner import check_options, run_grid
+
+    if max_runs is not None and max_runs < 1:
+        raise UserError(
+            f"--max-runs must be >= 1, got {max_runs} (to check a file without training, "
+            "use `keras-ablate plan`)"
+        )
+    check_options(executor, workers, address)
+    _check_owner(exp, exp_dir, source)
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    _write_experiment_info(exp, all_specs, exp_dir, source)
+    return run_grid(
+        specs,
+        exp_dir,
+        force=force,
+        rerun=rerun,
+        max_runs=max_runs,
+        workers=workers,
+        executor=executor,
+        address=address,
+        resources=exp.resources,
+    )
+
+
+def planned_info(exp, all_specs, exp_dir: Path, source: str) -> dict:
+    """The experiment as planned now, over experiment.json: what `report FILE` reports (only this
+    plan's runs, whatever the last `run` planned)."""
+    from keras_ablate import store
+
+    _check_owner(exp, exp_dir, source)
+    return {
+        **store.read_experiment(exp_dir),
+        **store.experiment_record(exp, all_specs, source),
+    }
 
 
 def cmd_status(args) -> int:
@@ -180,12 +222,8 @@ def cmd_report(args) -> int:
         exp, _specs, exp_dir, all_specs = _load(
             argparse.Namespace(file=args.target, results_dir=args.results_dir), warn=False
         )
-        _check_owner(exp, exp_dir, args.target)
         # The report of FILE covers FILE's plan as it is now, whatever the last `run` planned.
-        info = {
-            **store.read_experiment(exp_dir),
-            **store.experiment_record(exp, all_specs, args.target),
-        }
+        info = planned_info(exp, all_specs, exp_dir, args.target)
     else:
         raise UserError(f"{target}: no such experiment file or results folder")
     if not (exp_dir / store.RUNS).is_dir():
@@ -239,6 +277,40 @@ def cmd_claims(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    folder = Path(args.folder)
+    if not folder.is_dir():
+        what = "is a file" if folder.exists() else "does not exist"
+        raise UserError(
+            f"{folder}: {what}; export takes a results folder (results/<experiment>, the folder "
+            "`keras-ablate run` writes), e.g. `keras-ablate export "
+            f"{args.tool} results/default`"
+        )
+    if args.tool == "tensorboard":
+        from keras_ablate.export.tensorboard_logs import export_tensorboard
+
+        done = export_tensorboard(folder, args.out)
+        where = f"{done['out']}: {done['runs']} runs"
+        if done["removed"]:
+            where += f" ({done['removed']} no longer in the results removed)"
+        print(f"tensorboard: {where}; view with `tensorboard --logdir {done['out']}`")
+    else:
+        from keras_ablate.export.mlflow_runs import export_mlflow
+
+        done = export_mlflow(folder, args.tracking_uri)
+        print(
+            f"mlflow: {done['runs']} runs in {done['tracking_uri']} (experiment "
+            f"{done['experiment_id']}): {done['logged']} logged, {done['replaced']} replaced, "
+            f"{done['kept']} unchanged"
+        )
+    for run_id, why in done["unreadable"].items():
+        print(
+            f"keras-ablate: warning: {folder}/runs/{run_id} cannot be read and is left out ({why})",
+            file=sys.stderr,
+        )
+    return 0
+
+
 COMMANDS = {
     "plan": cmd_plan,
     "run": cmd_run,
@@ -246,4 +318,5 @@ COMMANDS = {
     "tune": cmd_tune,
     "status": cmd_status,
     "claims": cmd_claims,
+    "export": cmd_export,
 }

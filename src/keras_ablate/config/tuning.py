@@ -6,7 +6,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -18,7 +18,12 @@ from keras_ablate.config.select import filter_specs
 from keras_ablate.config.validate import check_key, freeze, validate_setting
 from keras_ablate.errors import UserError, unknown_name
 
-KINDS = ("int", "float", "choice")
+KINDS = ("int", "float", "choice", "boolean")
+SAMPLINGS = ("linear", "log", "reverse_log")
+# keras-tuner's own argument names (hp.Int / hp.Float), accepted next to this file's shorter ones so
+# that a keras-tuner user can paste a range: {type: Float, min_value: 1e-4, max_value: 1e-2,
+# sampling: log}. The short name is the one stored.
+ALIASES = {"min_value": "min", "max_value": "max"}
 
 
 class _IntDim(BaseModel):
@@ -26,8 +31,11 @@ class _IntDim(BaseModel):
     type: Literal["int"]
     min: int
     max: int
-    step: int = Field(1, ge=1)
-    log: bool = False
+    step: int | None = Field(
+        None, ge=1, description="spacing (a factor > 1 with log sampling); default 1 when linear"
+    )
+    sampling: Literal["linear", "log", "reverse_log"] = "linear"
+    default: int | None = None
 
 
 class _FloatDim(BaseModel):
@@ -38,26 +46,65 @@ class _FloatDim(BaseModel):
     step: float | None = Field(
         None, gt=0, description="grid spacing; without it grid search samples 10 points"
     )
-    log: bool = False
+    sampling: Literal["linear", "log", "reverse_log"] = "linear"
+    default: float | None = None
 
 
 class _ChoiceDim(BaseModel):
     model_config = ConfigDict(extra="forbid")
     type: Literal["choice"]
     values: list[Any]
+    ordered: bool | None = None
+    default: Any = None
+
+
+class _BooleanDim(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["boolean"]
+    default: bool = False
+
+
+_MODELS = {"int": _IntDim, "float": _FloatDim, "choice": _ChoiceDim, "boolean": _BooleanDim}
 
 
 @dataclass(frozen=True)
 class SearchDim:
-    """One tuned setting; `name` is the setting, the keras-tuner hp name and the trials-table column."""
+    """One tuned setting; `name` is the setting, the keras-tuner hp name and the trials-table column.
+
+    The fields are keras-tuner's arguments (hp.Int, hp.Float, hp.Choice, hp.Boolean): `sampling`
+    linear, log or reverse_log; `step` the spacing (a factor with log sampling); `default` the value
+    keras-tuner starts from (None: its own default).
+    """
 
     name: str
-    kind: Literal["int", "float", "choice"]
+    kind: Literal["int", "float", "choice", "boolean"]
     min: float | None = None
     max: float | None = None
     step: float | None = None
-    log: bool = False
+    sampling: str = "linear"
     values: tuple = ()
+    default: Any = None
+    ordered: bool | None = None
+
+    def record(self) -> dict[str, Any]:
+        """The dimension as search.json records it: the earlier form ({..., log, values}) with each
+        newer argument only where it is set, so a search recorded before them still resumes."""
+        out = {
+            "name": self.name,
+            "kind": self.kind,
+            "min": self.min,
+            "max": self.max,
+            "step": self.step,
+            "log": self.sampling == "log",
+            "values": list(self.values),
+        }
+        if self.sampling == "reverse_log":
+            out["sampling"] = self.sampling
+        if self.default is not None:
+            out["default"] = self.default
+        if self.ordered is not None:
+            out["ordered"] = self.ordered
+        return out
 
 
 def search_space(exp: Experiment, loc: Locator | None = None) -> dict[str, SearchDim]:
@@ -116,35 +163,60 @@ def _dimension(loc: Locator, path: tuple, key: str, spec: Any, exp: Experiment) 
     if not isinstance(spec, dict):
         raise loc.error(
             path,
-            "give {type: int, min, max[, step]}, {type: float, min, max[, log]} or {type: choice, values}",
+            "give {type: int, min, max[, step]}, {type: float, min, max[, sampling]}, "
+            "{type: choice, values} or {type: boolean} (keras-tuner's min_value, max_value, "
+            "sampling: linear | log | reverse_log, step and default work too)",
         )
+    spec, said = _keras_tuner_spelling(loc, path, spec)
+
+    def at(field: str) -> tuple:
+        """The path of a field as the file spells it (min_value where it says min_value)."""
+        return path + (said.get(field, field),)
+
     kind = spec.get("type")
     if kind not in KINDS:
-        raise loc.error(path + ("type",), unknown_name("search type", kind, KINDS))
-    model = {"int": _IntDim, "float": _FloatDim, "choice": _ChoiceDim}[kind]
+        raise loc.error(at("type"), unknown_name("search type", kind, KINDS))
+    model = _MODELS[kind]
     try:
         dim = model.model_validate(spec)
     except ValidationError as exc:
-        raise_validation(loc, path, exc, model)
+        errors = [{**e, "loc": tuple(said.get(p, p) for p in e["loc"])} for e in exc.errors()]
+        raise_validation(loc, path, exc, model, errors)
     ds_name = exp.dataset.name
+    if kind == "boolean":
+        annotation = RunSettings.model_fields[key].annotation
+        if bool not in (annotation, *get_args(annotation)):
+            raise loc.error(
+                at("type"), f"'{key}' is not a true/false setting: use type int, float or choice"
+            )
+        for value in (False, True):
+            validate_setting(loc, at("type"), key, value, ds_name)
+        return SearchDim(key, "boolean", values=(False, True), default=dim.default)
     if kind == "choice":
         if not dim.values:
-            raise loc.error(path + ("values",), "empty choice: give at least one value")
+            raise loc.error(at("values"), "empty choice: give at least one value")
         values = [
-            validate_setting(loc, path + ("values", i), key, v, ds_name)
+            validate_setting(loc, at("values") + (i,), key, v, ds_name)
             for i, v in enumerate(dim.values)
         ]
         seen: set[str] = set()
         for i, v in enumerate(values):
             if isinstance(v, (list, dict)):
                 raise loc.error(
-                    path + ("values", i),
+                    at("values") + (i,),
                     "a choice must be a single value (a number, a name or true/false)",
                 )
             if freeze(v) in seen:
-                raise loc.error(path + ("values", i), f"value {v!r} appears twice")
+                raise loc.error(at("values") + (i,), f"value {v!r} appears twice")
             seen.add(freeze(v))
-        return SearchDim(key, "choice", values=tuple(values))
+        default = None
+        if dim.default is not None:
+            default = validate_setting(loc, at("default"), key, dim.default, ds_name)
+            if freeze(default) not in seen:
+                raise loc.error(
+                    at("default"), f"default {default!r} is not one of the values {values}"
+                )
+        return SearchDim(key, "choice", values=tuple(values), default=default, ordered=dim.ordered)
     annotation = RunSettings.model_fields[key].annotation
     if annotation is not {"int": int, "float": float}[kind]:
         what = {
@@ -152,18 +224,80 @@ def _dimension(loc: Locator, path: tuple, key: str, spec: Any, exp: Experiment) 
             float: "a float setting: use type float or choice",
         }
         raise loc.error(
-            path + ("type",), f"'{key}' is {what.get(annotation, 'not numeric: use type choice')}"
+            at("type"), f"'{key}' is {what.get(annotation, 'not numeric: use type choice')}"
         )
     if not dim.min < dim.max:
-        raise loc.error(path + ("min",), f"min ({dim.min}) must be < max ({dim.max})")
-    if dim.log and dim.min <= 0:
-        raise loc.error(path + ("min",), f"log sampling needs min > 0, got {dim.min}")
+        raise loc.error(at("min"), f"min ({dim.min}) must be < max ({dim.max})")
+    logarithmic = dim.sampling != "linear"
+    if logarithmic and dim.min <= 0:
+        raise loc.error(at("min"), f"{dim.sampling} sampling needs min > 0, got {dim.min}")
+    if logarithmic and dim.step is not None and dim.step <= 1:
+        # keras-tuner multiplies by the step between samples on a log scale.
+        raise loc.error(
+            at("step"),
+            f"with {dim.sampling} sampling the step is a factor between samples and must be > 1, "
+            f"got {dim.step}",
+        )
     for bound in (
         "min",
         "max",
     ):  # The bounds must be valid values of the setting (e.g. dropout < 1).
-        validate_setting(loc, path + (bound,), key, getattr(dim, bound), ds_name)
-    return SearchDim(key, kind, min=dim.min, max=dim.max, step=dim.step, log=dim.log)
+        validate_setting(loc, at(bound), key, getattr(dim, bound), ds_name)
+    if dim.default is not None and not dim.min <= dim.default <= dim.max:
+        raise loc.error(
+            at("default"),
+            f"default ({dim.default}) must lie in [min, max] = [{dim.min}, {dim.max}]",
+        )
+    # keras-tuner's hp.Int steps by 1 on a linear scale when no step is given (and samples freely
+    # on a log scale); the step is recorded as used.
+    step = 1 if kind == "int" and dim.step is None and not logarithmic else dim.step
+    return SearchDim(
+        key,
+        kind,
+        min=dim.min,
+        max=dim.max,
+        step=step,
+        sampling=dim.sampling,
+        default=dim.default,
+    )
+
+
+def _keras_tuner_spelling(loc: Locator, path: tuple, spec: dict) -> tuple[dict, dict[str, str]]:
+    """The entry in this file's own names, and which of them the file spelled otherwise.
+
+    keras-tuner's names map onto the short ones: type Int / Float / Choice / Boolean (any case),
+    min_value / max_value, sampling; `log: true` is sampling log. Two spellings of one argument
+    that disagree (`log: true` with `sampling: linear`, min with min_value) are an error.
+    """
+    out, said = dict(spec), {}
+    if isinstance(out.get("type"), str):
+        out["type"] = out["type"].lower()
+    for long, short in ALIASES.items():
+        if long in out:
+            if short in out:
+                raise loc.error(
+                    path + (long,),
+                    f"give {short} or keras-tuner's {long}, not both ({short}: {out[short]}, "
+                    f"{long}: {out[long]})",
+                )
+            out[short] = out.pop(long)
+            said[short] = long
+    if "log" in out:
+        log = out.pop("log")
+        if not isinstance(log, bool):
+            raise loc.error(path + ("log",), f"log must be true or false, got {log!r}")
+        if "sampling" in out:
+            sampling = out["sampling"]
+            if (sampling == "log") != log:
+                raise loc.error(
+                    path + ("log",),
+                    f"log: {str(log).lower()} contradicts sampling: {sampling}; give one of them "
+                    "(sampling: linear | log | reverse_log)",
+                )
+        else:
+            out["sampling"] = "log" if log else "linear"
+            said["sampling"] = "log"
+    return out, said
 
 
 def arm_name(axes: dict[str, Any]) -> str:

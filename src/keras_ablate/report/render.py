@@ -101,10 +101,11 @@ def _levels(runs: pd.DataFrame, metric: str) -> dict:
     }
 
 
-def make_figures(tables: Tables, fig_dir: Path) -> list[Figure]:
-    """Draw every registered figure that has data; append (slug, title, function(tables), caption) to add one."""
-    fig_dir.mkdir(parents=True, exist_ok=True)
-    specs = [
+def figure_specs() -> list[tuple]:
+    """Every figure of the report, in report order: (slug, title, function(tables), caption); the
+    function returns a matplotlib Figure, or None when the tables hold nothing to draw. Append one
+    to add a figure (keras_ablate.figures offers each by its slug in a notebook)."""
+    return [
         (
             "convergence",
             "Convergence",
@@ -172,8 +173,13 @@ def make_figures(tables: Tables, fig_dir: Path) -> list[Figure]:
             protocol_section.CAPTION,
         ),
     ]
+
+
+def make_figures(tables: Tables, fig_dir: Path) -> list[Figure]:
+    """Draw every figure of figure_specs that has data into fig_dir."""
+    fig_dir.mkdir(parents=True, exist_ok=True)
     figures = []
-    for slug, title, fn, caption in specs:
+    for slug, title, fn, caption in figure_specs():
         fig = fn(tables)
         if fig is None:
             continue

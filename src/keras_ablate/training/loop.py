@@ -13,7 +13,6 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 
-from keras_ablate import __version__
 from keras_ablate.config.schema import RunSpec
 from keras_ablate.data import load_dataset
 from keras_ablate.models import build_model
@@ -22,6 +21,7 @@ from keras_ablate.scoring import best_values, blank_history, blank_probe_table, 
 from keras_ablate.training.compile_policy import resolve_jit
 from keras_ablate.training.probes import Probe, ProbeCallback, probe_batch
 from keras_ablate.training.step import InstrumentedModel, StopOnDivergence, optimizer_clip_kwargs
+from keras_ablate.version import __version__
 
 _OPTIMIZERS = {
     "adam": keras.optimizers.Adam,

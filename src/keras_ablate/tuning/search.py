@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -63,21 +62,7 @@ class ArmHyperModel(kt.HyperModel):
         self.console = Console(stderr=True)
 
     def declare_hyperparameters(self, hp: kt.HyperParameters) -> None:
-        for dim in self.space.values():
-            if dim.kind == "choice":
-                hp.Choice(dim.name, list(dim.values))
-            elif dim.kind == "int":
-                hp.Int(
-                    dim.name,
-                    int(dim.min),
-                    int(dim.max),
-                    step=int(dim.step or 1),
-                    sampling=_sampling(dim),
-                )
-            else:
-                hp.Float(
-                    dim.name, float(dim.min), float(dim.max), step=dim.step, sampling=_sampling(dim)
-                )
+        declare(hp, self.space)
 
     def settings_for(self, hp: kt.HyperParameters) -> dict:
         """The arm's settings with this trial's hp values (validated like any run's settings)."""
@@ -147,8 +132,31 @@ class ArmHyperModel(kt.HyperModel):
         return math.ceil(len(self.dataset.x_train) / settings["batch_size"])
 
 
-def _sampling(dim: SearchDim) -> str:
-    return "log" if dim.log else "linear"
+def declare(hp: kt.HyperParameters, space: dict[str, SearchDim]) -> None:
+    """Declare each dimension with keras-tuner's own call and arguments (config/tuning.SearchDim)."""
+    for dim in space.values():
+        if dim.kind == "boolean":
+            hp.Boolean(dim.name, default=bool(dim.default))
+        elif dim.kind == "choice":
+            hp.Choice(dim.name, list(dim.values), ordered=dim.ordered, default=dim.default)
+        elif dim.kind == "int":
+            hp.Int(
+                dim.name,
+                int(dim.min),
+                int(dim.max),
+                step=None if dim.step is None else int(dim.step),
+                sampling=dim.sampling,
+                default=None if dim.default is None else int(dim.default),
+            )
+        else:
+            hp.Float(
+                dim.name,
+                float(dim.min),
+                float(dim.max),
+                step=dim.step,
+                sampling=dim.sampling,
+                default=dim.default,
+            )
 
 
 def _short(v) -> str:
@@ -253,7 +261,7 @@ def _check_same_search(
     """
     search = {
         **exp.tune.model_dump(mode="json", exclude={"max_trials", "space"}),
-        "space": {name: dataclasses.asdict(dim) for name, dim in space.items()},
+        "space": {name: dim.record() for name, dim in space.items()},
         "settings": arm.settings,
         "dataset": arm.dataset,
     }
