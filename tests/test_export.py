@@ -256,3 +256,23 @@ def test_export_of_a_file_or_a_missing_folder_says_what_to_give(tmp_path, capsys
     assert main(["export", tool, str(tmp_path)]) == 2  # a folder without runs/
     assert "no runs to export" in capsys.readouterr().err
     assert not (tmp_path / "tensorboard").exists() and not (tmp_path / "mlruns").exists()
+
+
+def test_under_a_protocol_the_learning_rate_is_an_exported_dimension(finished, tmp_path):
+    import shutil
+
+    from keras_ablate.export.records import read_experiment
+
+    exp_dir = tmp_path / "tiny"
+    shutil.copytree(finished, exp_dir)
+    info = json.loads((exp_dir / "experiment.json").read_text())
+    assert "learning_rate" not in read_experiment(exp_dir).axes
+    rates = sorted({r["spec"]["settings"]["learning_rate"] for r in _runs(exp_dir).values()})
+    info["protocol"] = {"learning_rate": [*rates, 0.5], "select_on": "val/loss"}
+    (exp_dir / "experiment.json").write_text(json.dumps(info))
+    export = read_experiment(exp_dir)
+    assert export.axes[-1] == "learning_rate" and export.levels["learning_rate"] == [*rates, 0.5]
+    # Every run is exported (not only each arm's selected rate), with its own rate.
+    assert sorted(r.hparams["learning_rate"] for r in export.runs) == sorted(
+        r["spec"]["settings"]["learning_rate"] for r in _runs(exp_dir).values()
+    )

@@ -117,9 +117,16 @@ def read_experiment(exp_dir: str | Path) -> ExperimentExport:
                 layer_steps.get(run_id, set()),
             )
         )
-    levels = {axis: [plain(v) for v in tables.levels.get(axis, [])] for axis in tables.axes}
+    axes = list(tables.axes)
+    levels = {axis: [plain(v) for v in tables.levels.get(axis, [])] for axis in axes}
+    # Under a protocol every arm ran at each rate: the rate is a dimension of the export too,
+    # or the HParams view would show an arm's runs at different rates as one.
+    rates = (tables.info.get("protocol") or {}).get("learning_rate")
+    if rates and "learning_rate" not in axes:
+        axes.append("learning_rate")
+        levels["learning_rate"] = [float(r) for r in rates]
     name = str(tables.info.get("name") or exp_dir.name)
-    return ExperimentExport(name, exp_dir, list(tables.axes), levels, exports, tables.unreadable)
+    return ExperimentExport(name, exp_dir, axes, levels, exports, tables.unreadable)
 
 
 def _finite(index, values) -> list[tuple[int, float]]:
