@@ -126,6 +126,13 @@ def cmd_run(args) -> int:
         )
     check_options(args.executor, args.workers, args.address)
     _check_owner(exp, exp_dir, args.file)
+    if any("builder" in s.settings or ":" in s.dataset["name"] for s in all_specs):
+        # The user's code is imported and run once here (TensorFlow with it), so that a module
+        # that fails to import or a builder that returns no keras.Model stops before any write.
+        from keras_ablate.data import load_dataset
+        from keras_ablate.models.user import check_builds
+
+        check_builds(exp, specs, load_dataset)
     exp_dir.mkdir(parents=True, exist_ok=True)
     _write_experiment_info(exp, all_specs, exp_dir, args.file)
     outcome = run_grid(

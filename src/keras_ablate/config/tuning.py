@@ -238,6 +238,8 @@ class Arm:
     axes: dict
     settings: dict
     dataset: dict
+    # The experiment file's folder (user code, relative data paths), as RunSpec.base_dir.
+    base_dir: str | None = None
 
 
 def select_arms(specs: list[RunSpec], filters: list[str]) -> list[Arm]:
@@ -248,5 +250,8 @@ def select_arms(specs: list[RunSpec], filters: list[str]) -> list[Arm]:
     arms: dict[str, Arm] = {}
     for spec in chosen:
         name = arm_name(spec.axes)
-        arms.setdefault(name, Arm(name, dict(spec.axes), dict(spec.settings), dict(spec.dataset)))
+        arms.setdefault(
+            name,
+            Arm(name, dict(spec.axes), dict(spec.settings), dict(spec.dataset), spec.base_dir),
+        )
     return list(arms.values())

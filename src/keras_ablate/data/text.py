@@ -49,16 +49,16 @@ def rotten_tomatoes(opts: RottenTomatoesOptions) -> Dataset:
     return cached("rotten_tomatoes", opts, [path], lambda: build_rotten_tomatoes(path, opts))
 
 
-def csv_file(opts: CsvOptions) -> Dataset:
-    return _user_file("csv", opts)
+def csv_file(opts: CsvOptions, base_dir=None) -> Dataset:
+    return _user_file("csv", opts, base_dir)
 
 
-def tsv_file(opts: TsvOptions) -> Dataset:
-    return _user_file("tsv", opts)
+def tsv_file(opts: TsvOptions, base_dir=None) -> Dataset:
+    return _user_file("tsv", opts, base_dir)
 
 
-def jsonl_file(opts: JsonlOptions) -> Dataset:
-    return _user_file("jsonl", opts)
+def jsonl_file(opts: JsonlOptions, base_dir=None) -> Dataset:
+    return _user_file("jsonl", opts, base_dir)
 
 
 def imdb(opts: ImdbOptions) -> Dataset:
@@ -67,22 +67,25 @@ def imdb(opts: ImdbOptions) -> Dataset:
     return cached("imdb", opts, [path], lambda: build_imdb(path, opts))
 
 
-def file_fingerprint(opts: FileOptions) -> dict:
-    """Content hashes of a user file (and its validation file): part of every run id built on it."""
-    files = {"path": existing_file(opts.path, f"{format_of(opts)} path")}
+def file_fingerprint(opts: FileOptions, base_dir=None) -> dict:
+    """Content hashes of a user file (and its validation file): part of every run id built on it.
+
+    `base_dir`: the experiment file's folder, against which relative paths are resolved.
+    """
+    files = {"path": existing_file(opts.path, f"{format_of(opts)} path", base_dir)}
     if opts.val_path:
-        files["val_path"] = existing_file(opts.val_path, f"{format_of(opts)} val_path")
+        files["val_path"] = existing_file(opts.val_path, f"{format_of(opts)} val_path", base_dir)
     return {key: sha256_file(path) for key, path in files.items()}
 
 
-def _user_file(fmt: str, opts: FileOptions) -> Dataset:
-    files = [existing_file(opts.path, "data file")]
+def _user_file(fmt: str, opts: FileOptions, base_dir=None) -> Dataset:
+    files = [existing_file(opts.path, "data file", base_dir)]
     if opts.val_path is not None:
-        files.append(existing_file(opts.val_path, "val_path file"))
+        files.append(existing_file(opts.val_path, "val_path file", base_dir))
     return cached(fmt, opts, files, lambda: build_user_file(fmt, opts, files))
 
 
-def check_file(opts: FileOptions) -> int:
+def check_file(opts: FileOptions, base_dir=None) -> int:
     """Read and check a user file as a run would, short of tokenizing (no TensorFlow).
 
     `plan` and `run` call this before any run starts, so a missing column, a single class,
@@ -95,9 +98,9 @@ def check_file(opts: FileOptions) -> int:
         DataError: naming the file and, where it applies, the line.
     """
     fmt = format_of(opts)
-    files = [existing_file(opts.path, "data file")]
+    files = [existing_file(opts.path, "data file", base_dir)]
     if opts.val_path is not None:
-        files.append(existing_file(opts.val_path, "val_path file"))
+        files.append(existing_file(opts.val_path, "val_path file", base_dir))
     _texts, labels, val = read_user_records(fmt, opts, files)
     y, class_names = label_ids(labels, None)
     check_classes(str(files[0]), y, class_names, opts, opts.label_column, split=val is None)
