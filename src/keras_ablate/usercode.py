@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import importlib.machinery
 import importlib.util
 import re
 import sys
@@ -71,7 +72,13 @@ def find(ref: str, base_dir: str | Path | None) -> Located:
             if candidate.is_file():
                 return Located(module, function, candidate, sha256_file(candidate), root)
     try:
-        spec = importlib.util.find_spec(module)
+        # A top-level name is searched on sys.path itself: importlib.util.find_spec would return
+        # a module of that name imported earlier from another folder (sys.modules).
+        spec = (
+            importlib.util.find_spec(module)
+            if "." in module
+            else importlib.machinery.PathFinder.find_spec(module)
+        )
     except (ImportError, ValueError) as exc:
         spec, why = None, f" ({type(exc).__name__}: {exc})"
     else:
@@ -151,9 +158,14 @@ def _import(found: Located, ref: str, base_dir):
     if added:
         sys.path.insert(0, str(found.root))
     try:
-        if found.root is None:
-            return importlib.import_module(found.module)
-        spec = importlib.util.spec_from_file_location(found.module, found.path)
+        if "." in found.module and found.root is None:
+            return importlib.import_module(found.module)  # a package's module, imported as usual
+        # From the file found, not sys.modules: a module of the same name from another folder
+        # may have been imported before (another experiment in the same process).
+        locations = [str(found.path.parent)] if found.path.name == "__init__.py" else None
+        spec = importlib.util.spec_from_file_location(
+            found.module, found.path, submodule_search_locations=locations
+        )
         module = importlib.util.module_from_spec(spec)
         sys.modules[found.module] = module
         spec.loader.exec_module(module)

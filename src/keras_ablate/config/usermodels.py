@@ -99,14 +99,15 @@ def user_builder(exp: Experiment, architecture: str) -> str | None:
 
 
 def architecture_path(exp: Experiment, architecture: str) -> tuple:
-    """Where the file names this architecture: its grid level, base entry or models: entry."""
+    """Where the file names this architecture's code: its models: entry, else the grid level or
+    base entry that spells MODULE:FUNCTION."""
+    if architecture in exp.models:
+        return ("models", architecture)
     levels = exp.grid.get("architecture") or []
     if architecture in levels:
         return ("grid", "architecture", levels.index(architecture))
     if exp.base.get("architecture") == architecture:
         return ("base", "architecture")
-    if architecture in exp.models:
-        return ("models", architecture)
     return ("grid", "architecture")
 
 
@@ -120,8 +121,6 @@ def builders_stage(exp, loc, base: dict, axes: dict, base_dir) -> dict[str, dict
         if ref is None or architecture in out:
             continue
         path = architecture_path(exp, architecture)
-        if architecture in exp.models:
-            path = ("models", architecture)
         try:
             found = check_defined(ref, base_dir)
         except UserCodeError as exc:

@@ -25,6 +25,8 @@ def build_user_model(settings: dict, dataset, base_dir=None) -> keras.Model:
             "to plan runs for the new version"
         )
     builder = load_function(ref, base_dir)
+    # `params` is always there for the builder (empty when the file sets none).
+    settings = {**settings, "params": dict(settings.get("params", {}))}
     try:
         model = builder(settings, dataset)
     except Exception as exc:

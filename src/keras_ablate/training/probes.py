@@ -227,6 +227,8 @@ class Probe:
                 if info["return_sequences"]:
                     _set_mask(out, _mask_of(args, kwargs))
             else:
+                # Training mode, as in the train step (a recorded `training` argument is replaced).
+                kwargs = {k: v for k, v in kwargs.items() if k != "training"}
                 out = layer(*args, **kwargs, training=True)
                 if layer.name in self.activations:
                     internals[layer.name] = {"h": out}
