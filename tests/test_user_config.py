@@ -299,3 +299,28 @@ def test_a_relative_base_from_says_where_it_was_resolved(tmp_path, capsys):
 
 def test_user_errors_are_user_errors():
     assert issubclass(DataError, UserError)
+
+
+def test_params_and_layers_not_probed_reach_the_runs_table_and_the_timestep_caption():
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from keras_ablate.analysis.tables import _run_row
+    from keras_ablate.report.render import _not_probed
+
+    spec = {
+        "run_id": "a",
+        "seed": 0,
+        "settings": {"architecture": "mine", "params": {"heads": 2}},
+        "dataset": {"name": "d", "options": {}},
+    }
+    skipped = [{"layer": "enc/lstm", "reason": "inside nested model 'enc'"}]
+    row = _run_row(spec, {"status": "ok", "probe_skipped": skipped})
+    assert row["params.heads"] == 2 and "params" not in row
+    assert row["probe_skipped"] == "enc/lstm (inside nested model 'enc')"
+    other = _run_row({**spec, "run_id": "b"}, {"status": "ok"})
+    assert "probe_skipped" not in other
+    tables = SimpleNamespace(runs=pd.DataFrame([row, other]))
+    assert _not_probed(tables) == " Not probed (no rows): enc/lstm (inside nested model 'enc')."
+    assert _not_probed(SimpleNamespace(runs=pd.DataFrame([other]))) == ""

@@ -292,6 +292,13 @@ def _run_row(spec: dict, summary: dict) -> dict:
         for key, value in (summary.get(prefix) or {}).items():
             row[f"{prefix}/{key}"] = value
     row["error"] = summary.get("error")
+    if summary.get("probe_skipped"):
+        # Recurrent layers of a user's model that the probes could not replay, and why.
+        row["probe_skipped"] = "; ".join(
+            f"{s.get('layer')} ({s.get('reason')})"
+            for s in summary["probe_skipped"]
+            if isinstance(s, dict)
+        )
     return row
 
 
