@@ -259,3 +259,17 @@ def test_run_stops_before_writing_when_the_builder_fails(tmp_path, capsys, sourc
     err = capsys.readouterr().err
     assert "exp.yaml:3: models.bilstm: " in err and re.search(message, err), err
     assert not (tmp_path / "results").exists()
+
+
+def test_a_builder_that_leaves_layers_unnamed_names_them_alike_in_every_build(tmp_path):
+    source = (
+        "import keras\n\ndef build(settings, dataset):\n"
+        "    inputs = keras.Input((6,), dtype='int32')\n"
+        "    x = keras.layers.LSTM(3)(keras.layers.Embedding(10, 4)(inputs))\n"
+        "    return keras.Model(inputs, keras.layers.Dense(1, activation='sigmoid')(x))\n"
+    )
+    settings = _settings(tmp_path, source)
+    first = [layer.name for layer in build_user_model(settings, DATASET, tmp_path).layers]
+    keras.layers.Dense(2)  # another model's layers in between take names from the same counter
+    again = [layer.name for layer in build_user_model(settings, DATASET, tmp_path).layers]
+    assert first == again == ["input_layer", "embedding", "lstm", "dense"]

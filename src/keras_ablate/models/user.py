@@ -9,6 +9,7 @@ input, so the train step and the probes see it as one layer.
 from __future__ import annotations
 
 import keras
+from keras.src.utils.naming import reset_uids  # Keras's own reset of its automatic names
 
 from keras_ablate.errors import UserError
 from keras_ablate.usercode import UserCodeError, call_error, find, load_function
@@ -27,6 +28,10 @@ def build_user_model(settings: dict, dataset, base_dir=None) -> keras.Model:
     builder = load_function(ref, base_dir)
     # `params` is always there for the builder (empty when the file sets none).
     settings = {**settings, "params": dict(settings.get("params", {}))}
+    # Layers the builder leaves unnamed get Keras's automatic names (dense, dense_1, ...) from
+    # a process-wide counter: start it afresh so that every build of this model, in any process
+    # and after any other model, names its layers alike (grad/norm/<layer> columns, reuse).
+    reset_uids()
     try:
         model = builder(settings, dataset)
     except Exception as exc:
