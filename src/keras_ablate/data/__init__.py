@@ -86,6 +86,7 @@ DATASETS: dict[str, DatasetEntry] = {
         "keras_ablate.data.text_options:ImdbOptions",
         "keras_ablate.data.text:imdb",
         disk_cache=False,
+        located=True,  # its `path` option, when given, is relative to the experiment file
     ),
     "csv": DatasetEntry(
         "keras_ablate.data.text_options:CsvOptions",

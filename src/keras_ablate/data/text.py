@@ -61,9 +61,9 @@ def jsonl_file(opts: JsonlOptions, base_dir=None) -> Dataset:
     return _user_file("jsonl", opts, base_dir)
 
 
-def imdb(opts: ImdbOptions) -> Dataset:
+def imdb(opts: ImdbOptions, base_dir=None) -> Dataset:
     """keras.datasets.imdb read from the Keras cache only: this never downloads."""
-    path = imdb_file(opts)
+    path = imdb_file(opts, base_dir)
     return cached("imdb", opts, [path], lambda: build_imdb(path, opts))
 
 
