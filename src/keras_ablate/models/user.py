@@ -58,12 +58,14 @@ def as_functional(model: keras.Model, dataset) -> keras.Model:
 
 
 def check_builds(exp, specs, load_dataset) -> None:
-    """Build one model per user architecture of the plan (and load every user dataset) before
+    """Build each distinct user model of the plan once (and load every dataset it needs) before
     `run` writes anything: an import error, a builder that raises or returns something other
-    than a keras.Model stops the command with the file, line and key that named it."""
+    than a keras.Model stops the command with the file, line and key that named it. Models
+    that differ only in seed or training settings (RunSpec.model_key) are built once."""
+    from keras_ablate.config.locate import Locator
     from keras_ablate.config.usermodels import architecture_path
 
-    loc = exp.locator
+    loc = exp.locator or Locator("<experiment>")
     seen_models = set()
     for spec in specs:
         user_model = "builder" in spec.settings
@@ -77,12 +79,14 @@ def check_builds(exp, specs, load_dataset) -> None:
         except UserError as exc:
             raise loc.error(("dataset", "name"), str(exc)) from None
         architecture = spec.settings["architecture"]
-        if user_model and architecture not in seen_models:
-            seen_models.add(architecture)
+        if user_model and spec.model_key() not in seen_models:
+            seen_models.add(spec.model_key())
             keras.utils.set_random_seed(spec.seed)
             try:
                 build_user_model(spec.settings, dataset, spec.base_dir)
             except UserError as exc:
-                raise loc.error(architecture_path(exp, architecture), str(exc)) from None
+                levels = ", ".join(f"{k}={v}" for k, v in spec.axes.items())
+                where = f" (building the runs with {levels})" if levels else ""
+                raise loc.error(architecture_path(exp, architecture), f"{exc}{where}") from None
             finally:
                 keras.backend.clear_session()
