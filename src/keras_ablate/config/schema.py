@@ -64,7 +64,8 @@ class RunSettings(BaseModel):
     # The scientific axes.
     architecture: str = Field(
         "lstm",
-        description="cnn | rnn | lstm | gru | mlp | lstm_nig | lstm_nfg | lstm_nog | lstm_cifg | lstm_as_rnn",
+        description="cnn | rnn | lstm | gru | mlp | lstm_nig | lstm_nfg | lstm_nog | lstm_cifg | "
+        "lstm_as_rnn, a name from models:, or MODULE:FUNCTION (docs/USER_MODELS.md)",
     )
     activation: str = Field("tanh", description="main nonlinearity; gates stay sigmoid")
     normalization: str = Field(
