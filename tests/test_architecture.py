@@ -19,6 +19,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "keras_ablate.version",
             "keras_ablate.errors",
+            "keras_ablate.usercode",
             "keras_ablate.config.levels",
             "keras_ablate.yaml_input",
             "keras_ablate.scoring",

@@ -87,6 +87,7 @@ def cmd_plan(args) -> int:
         table.add_row(str(i), s.run_id, *[str(s.axes[a]) for a in axes], str(s.seed), *tuned)
     console = Console()
     console.print(table)
+    _print_user_code(console, exp, specs)
     if tuned_from:
         tuned_files = [o for o in tuned_from if o != "protocol"]
         console.print(
@@ -104,6 +105,23 @@ def cmd_plan(args) -> int:
             "everything else from base, or the defaults where base does not set it", soft_wrap=True
         )
     return 0
+
+
+def _print_user_code(console, exp, specs) -> None:
+    """Say which of the user's modules the plan names, and that they were read, not imported."""
+    from keras_ablate.usercode import find
+
+    refs = sorted(
+        {s.settings["builder"] for s in specs if "builder" in s.settings}
+        | {s.dataset["name"] for s in specs if ":" in s.dataset["name"]}
+    )
+    for ref in refs:
+        path = find(ref, exp.base_dir).path
+        console.print(
+            f"user code {ref}: {path} defines it (checked without importing it or TensorFlow; "
+            "`run` imports it and builds each model once before writing anything)",
+            soft_wrap=True,
+        )
 
 
 def _write_experiment_info(exp, specs, exp_dir: Path, source: str) -> None:
@@ -157,6 +175,13 @@ def run_experiment(
         )
     check_options(executor, workers, address)
     _check_owner(exp, exp_dir, source)
+    if any("builder" in s.settings or ":" in s.dataset["name"] for s in all_specs):
+        # The user's code is imported and run once here (TensorFlow with it), so that a module
+        # that fails to import or a builder that returns no keras.Model stops before any write.
+        from keras_ablate.data import load_dataset
+        from keras_ablate.models.user import check_builds
+
+        check_builds(exp, specs, load_dataset)
     exp_dir.mkdir(parents=True, exist_ok=True)
     _write_experiment_info(exp, all_specs, exp_dir, source)
     return run_grid(

@@ -277,7 +277,11 @@ def _cell(value):
 def _run_row(spec: dict, summary: dict) -> dict:
     row = {"run_id": spec["run_id"], "seed": spec["seed"]}
     for key, value in spec["settings"].items():
-        row[key] = _cell(value)
+        if key == "params" and isinstance(value, dict):
+            # A user builder's own settings, one column each, named as their axes (params.<name>).
+            row.update((f"params.{k}", _cell(v)) for k, v in value.items())
+        else:
+            row[key] = _cell(value)
     for key, value in spec["dataset"]["options"].items():
         row[f"dataset.{key}"] = _cell(value)
     row["dataset"] = spec["dataset"]["name"]
@@ -290,6 +294,13 @@ def _run_row(spec: dict, summary: dict) -> dict:
         for key, value in (summary.get(prefix) or {}).items():
             row[f"{prefix}/{key}"] = value
     row["error"] = summary.get("error")
+    if summary.get("probe_skipped"):
+        # Recurrent layers of a user's model that the probes could not replay, and why.
+        row["probe_skipped"] = "; ".join(
+            f"{s.get('layer')} ({s.get('reason')})"
+            for s in summary["probe_skipped"]
+            if isinstance(s, dict)
+        )
     return row
 
 

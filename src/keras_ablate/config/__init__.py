@@ -14,7 +14,8 @@ Code inside the package imports the submodule it needs; the names below are the 
 (`from keras_ablate.config import load_experiment`).
 """
 
-from keras_ablate.config.expand import MAX_RUNS, expand, load_experiment, parse_experiment
+from keras_ablate.config.design import MAX_RUNS
+from keras_ablate.config.expand import expand, load_experiment, parse_experiment
 from keras_ablate.config.levels import (
     DATASET_AXIS_PREFIX,
     parse_clip,

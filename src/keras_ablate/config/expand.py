@@ -1,5 +1,8 @@
 """Read an experiment file and expand its design into RunSpecs, in named stages, with located errors.
 
+The design itself (seeds, plan size, axis combinations) is config/design.py; your own
+architectures and params are config/usermodels.py.
+
 Stages, in the order their errors are reported: the dataset, base, grid axes, exclude rules,
 reference levels, the tune: section, seeds and plan size, then the design points, each merged
 (defaults < base < base_from (tuned) < grid), validated and given a run_id.
@@ -7,8 +10,6 @@ reference levels, the tune: section, seeds and plan size, then the design points
 
 from __future__ import annotations
 
-import itertools
-import math
 from pathlib import Path
 
 from pydantic import ValidationError
@@ -16,11 +17,13 @@ from pydantic import ValidationError
 from keras_ablate import data as data_registry
 from keras_ablate import yaml_input
 from keras_ablate.config import tuning
+from keras_ablate.config.design import check_plan_size, check_seeds, design_points
 from keras_ablate.config.levels import DATASET_AXIS_PREFIX
 from keras_ablate.config.locate import Locator, raise_validation
 from keras_ablate.config.schema import (
-    MAX_SEED,
+    PARAMS_PREFIX,
     SETTING_KEYS,
+    USER_MODELS,
     AnalysisSection,
     DatasetSection,
     Experiment,
@@ -31,6 +34,12 @@ from keras_ablate.config.schema import (
     TuneSection,
     make_run_id,
 )
+from keras_ablate.config.usermodels import (
+    base_dir_of,
+    builders_stage,
+    flatten_params,
+    models_stage,
+)
 from keras_ablate.config.validate import (
     check_key,
     dataset_contexts,
@@ -38,12 +47,8 @@ from keras_ablate.config.validate import (
     freeze,
     validate_setting,
 )
-from keras_ablate.errors import ConfigError, DataError
+from keras_ablate.errors import ConfigError, UserError
 from keras_ablate.yaml_input import format_path
-
-# The most runs one file may plan (the default grid has 96): enough for a cluster, and a bound
-# that a mistyped `seeds: 1e9` or a runaway factorial hits at once instead of exhausting memory.
-MAX_RUNS = 100_000
 
 
 def load_experiment(
@@ -65,21 +70,30 @@ def parse_experiment(
     source: str = "<string>",
     results_dir: str | Path = "results",
     use_base_from: bool = True,
+    base_dir: str | Path | None = None,
 ) -> tuple[Experiment, list[RunSpec]]:
     """Validate and expand experiment YAML text (see load_experiment).
 
     `results_dir` is where `base_from: tuning` looks; `use_base_from=False` ignores base_from
-    (the tune command itself starts from base).
+    (the tune command itself starts from base). `base_dir` is where relative paths and the
+    user's modules are looked up: by default the folder of `source` when that is a file, else
+    the working directory.
     """
     raw, lines = yaml_input.load(text, source)
     loc = Locator(source, lines=lines)
     if not isinstance(raw, dict):
         raise loc.error((), "the file must be a mapping with at least 'name' and 'dataset'")
+    raw = flatten_params(raw, loc)
     try:
         exp = Experiment.model_validate(raw)
     except ValidationError as exc:
         raise_validation(loc, (), exc, _model_for_loc(exc))
-    return exp, expand(exp, loc, results_dir=results_dir, use_base_from=use_base_from)
+    if base_dir is None and Path(source).is_file():
+        base_dir = Path(source).resolve().parent
+    specs = expand(
+        exp, loc, results_dir=results_dir, use_base_from=use_base_from, base_dir=base_dir
+    )
+    return exp, specs
 
 
 def _model_for_loc(exc: ValidationError):
@@ -100,6 +114,7 @@ def expand(
     loc: Locator | None = None,
     results_dir: str | Path = "results",
     use_base_from: bool = True,
+    base_dir: str | Path | None = None,
 ) -> list[RunSpec]:
     """Expand the design into RunSpecs (factorial or one-at-a-time), minus exclusions.
 
@@ -107,6 +122,16 @@ def expand(
     base they were tuned from, and the scientific axes always come from the grid.
     """
     loc = loc or Locator("<experiment>", "")
+    exp._locator = loc
+    exp._base_dir = None if base_dir is None else str(base_dir)
+    token = USER_MODELS.set(frozenset(models_stage(exp, loc)))
+    try:
+        return _expand(exp, loc, results_dir, use_base_from, base_dir)
+    finally:
+        USER_MODELS.reset(token)
+
+
+def _expand(exp, loc, results_dir, use_base_from, base_dir) -> list[RunSpec]:
     ds_entry = _dataset_stage(exp, loc)
     base = _base_stage(exp, loc)
     axes = _grid_stage(exp, loc)
@@ -123,8 +148,9 @@ def expand(
         if exp.base_from and use_base_from
         else None
     )
+    builders = builders_stage(exp, loc, base, axes, base_dir)
     specs, small_data = _specs_stage(
-        exp, loc, ds_entry, base, combos, excludes, tuned, seeds, rates
+        exp, loc, ds_entry, base, combos, excludes, tuned, seeds, rates, builders, base_dir
     )
     if not specs:
         raise loc.error(("exclude",), "every run of the grid is excluded: nothing to run")
@@ -241,7 +267,17 @@ def _protocol_stage(exp: Experiment, loc: Locator, axes: dict) -> list[float]:
 
 
 def _specs_stage(
-    exp: Experiment, loc: Locator, ds_entry, base: dict, combos, excludes, tuned, seeds, rates
+    exp: Experiment,
+    loc: Locator,
+    ds_entry,
+    base: dict,
+    combos,
+    excludes,
+    tuned,
+    seeds,
+    rates,
+    builders: dict | None = None,
+    base_dir=None,
 ) -> tuple[list[RunSpec], set[tuple[int, int]]]:
     """Merge, validate and fingerprint every design point; one RunSpec per point, protocol rate
     (if any) and seed. A protocol rate is not an axis: the arm is the design point.
@@ -269,7 +305,14 @@ def _specs_stage(
             all(freeze(merged.get(k)) == freeze(v) for k, v in rule.items()) for rule in excludes
         ):
             continue
-        settings_in = {k: v for k, v in merged.items() if not k.startswith(DATASET_AXIS_PREFIX)}
+        settings_in = {
+            k: v
+            for k, v in merged.items()
+            if not k.startswith(DATASET_AXIS_PREFIX) and not k.startswith(PARAMS_PREFIX)
+        }
+        params = {
+            k[len(PARAMS_PREFIX) :]: v for k, v in merged.items() if k.startswith(PARAMS_PREFIX)
+        }
         options_in = {
             **exp.dataset.options,
             **{
@@ -285,15 +328,21 @@ def _specs_stage(
             raise loc.error(
                 ("grid",), f"the combination {combo} is invalid: {exc.errors()[0]['msg']}"
             ) from None
+        # A user builder's settings: its own params, and which code builds it (the module's hash
+        # joins the run id, so an edited model never reuses runs of the old one).
+        if params:
+            settings["params"] = dict(sorted(params.items()))
+        settings.update((builders or {}).get(settings["architecture"], {}))
         dataset = {"name": ds_name, "options": options}
         key = freeze(options)
         if key not in fingerprints:
             validated = ds_entry.options_model().model_validate(options)
             try:
-                fingerprints[key] = ds_entry.fingerprint_of(validated)
-                train_sizes[key] = ds_entry.check_of(validated)
-            except DataError as exc:
-                raise loc.error(("dataset", "options"), str(exc)) from None
+                fingerprints[key] = ds_entry.fingerprint_of(validated, base_dir)
+                train_sizes[key] = ds_entry.check_of(validated, base_dir)
+            except UserError as exc:
+                path = ("dataset", "name") if ds_entry.ref else ("dataset", "options")
+                raise loc.error(path, str(exc)) from None
         n_train = train_sizes[key]
         if n_train is not None and settings["batch_size"] > n_train:
             small_data.add((settings["batch_size"], n_train))
@@ -309,6 +358,7 @@ def _specs_stage(
                     seed=int(seed),
                     axes=dict(combo),
                     origins=origins,
+                    base_dir=base_dir_of(settings, ds_entry, base_dir),
                 )
             )
     return specs, small_data
@@ -326,66 +376,3 @@ def _batch_warning(loc: Locator, exp: Experiment, batch_size: int, n_train: int)
         f"dataset '{exp.dataset.name}': every epoch is a single step of {n_train} examples; "
         f"use batch_size <= {n_train} or more training data"
     )
-
-
-def check_seeds(exp: Experiment, loc: Locator) -> list[int]:
-    """The seed list, each a valid Keras/NumPy seed, none twice (checked before any run exists)."""
-    if isinstance(exp.seeds, int):
-        if not 1 <= exp.seeds <= MAX_RUNS:
-            raise loc.error(
-                ("seeds",),
-                f"a count N means seeds 0 .. N-1: give N from 1 to {MAX_RUNS:,} (got "
-                f"{exp.seeds}), or a list of seeds",
-            )
-        return exp.seed_list
-    if not exp.seeds:
-        raise loc.error(("seeds",), "give at least one seed")
-    first: dict[int, int] = {}
-    for i, seed in enumerate(exp.seeds):
-        if not 0 <= seed <= MAX_SEED:
-            raise loc.error(
-                ("seeds", i),
-                f"seed {seed} is out of range: a seed is an integer from 0 to {MAX_SEED} "
-                "(what NumPy and Keras accept)",
-            )
-        if seed in first:
-            raise loc.error(
-                ("seeds", i),
-                f"seed {seed} appears twice (also seeds[{first[seed]}]): each seed is one run",
-            )
-        first[seed] = i
-    return list(exp.seeds)
-
-
-def check_plan_size(axes: dict[str, list], design: str, n_seeds: int, loc: Locator) -> None:
-    """Refuse a plan too large to list before listing it (a typo can multiply a grid by 1000)."""
-    sizes = [len(levels) for levels in axes.values()]
-    if design == "factorial":
-        combos = math.prod(sizes)
-        shape = " x ".join(f"{len(v)} {k}" for k, v in axes.items()) or "1 configuration"
-    else:
-        combos = 1 + sum(n - 1 for n in sizes)
-        shape = f"{combos} configurations (one at a time)"
-    if combos * n_seeds > MAX_RUNS:
-        raise loc.error(
-            ("grid",),
-            f"{combos * n_seeds:,} runs ({shape} x {n_seeds} seed(s)); one experiment holds at "
-            f"most {MAX_RUNS:,}: split it into several files",
-        )
-
-
-def design_points(axes: dict[str, list], design: str):
-    """The axis combinations of a factorial or one-at-a-time design, in file order."""
-    if not axes:
-        yield {}
-        return
-    keys = list(axes)
-    if design == "factorial":
-        for values in itertools.product(*(axes[k] for k in keys)):
-            yield dict(zip(keys, values, strict=True))
-        return
-    baseline = {k: axes[k][0] for k in keys}
-    yield dict(baseline)
-    for k in keys:
-        for level in axes[k][1:]:
-            yield {**baseline, k: level}

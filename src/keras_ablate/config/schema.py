@@ -21,6 +21,7 @@ from keras_ablate.config.levels import (
     parse_kernel_init,
     spell_level,
 )
+from keras_ablate.config.usermodels import PARAMS_PREFIX, USER_MODELS, check_architecture
 from keras_ablate.errors import unknown_name
 
 # Seeds go to keras.utils.set_random_seed, whose NumPy part takes 0 <= seed < 2**32.
@@ -63,7 +64,8 @@ class RunSettings(BaseModel):
     # The scientific axes.
     architecture: str = Field(
         "lstm",
-        description="cnn | rnn | lstm | gru | mlp | lstm_nig | lstm_nfg | lstm_nog | lstm_cifg | lstm_as_rnn",
+        description="cnn | rnn | lstm | gru | mlp | lstm_nig | lstm_nfg | lstm_nog | lstm_cifg | "
+        "lstm_as_rnn, a name from models:, or MODULE:FUNCTION (docs/USER_MODELS.md)",
     )
     activation: str = Field("tanh", description="main nonlinearity; gates stay sigmoid")
     normalization: str = Field(
@@ -116,6 +118,8 @@ class RunSettings(BaseModel):
     @field_validator("architecture", "activation", "normalization", "optimizer")
     @classmethod
     def _registered(cls, v: str, info: ValidationInfo) -> str:
+        if info.field_name == "architecture":
+            return check_architecture(v)
         return _check_name(info.field_name, v, _REGISTRIES[info.field_name])
 
     @field_validator("clip", mode="before")
@@ -270,14 +274,9 @@ class ClaimSection(BaseModel):
     revised: str | None = Field(
         None, description="how and why the rule changed after a result was seen"
     )
-    budget_check: float = Field(
-        2.0,
-        ge=1.0,
-        le=10.0,
-        description="the verdict is checked again with every arm trained for this many times the "
-        "epochs, at its selected rate; a verdict that changes is reported as budget-sensitive "
-        "(1: no check)",
-    )
+    # The verdict again at this many times the epochs (each arm at its selected rate); a verdict
+    # that changes is reported as budget-sensitive (claims/running.py). 1: no check.
+    budget_check: float = Field(2.0, ge=1.0, le=10.0, description="budget check: x the epochs")
 
 
 class Experiment(BaseModel):
@@ -305,8 +304,24 @@ class Experiment(BaseModel):
         None, description="take tuned settings: defaults < base < base_from < grid"
     )
     claim: ClaimSection | None = Field(None, description="a study-note claim this experiment tests")
+    models: dict[str, str] = Field(
+        default_factory=dict,
+        description="your own architectures: name -> MODULE:FUNCTION, usable as architecture levels",
+    )
     # Things worth saying that do not stop a plan (expand fills it): the CLI prints them.
     _warnings: list[str] = PrivateAttr(default_factory=list)
+    # Set by expand: the file's Locator (later checks, e.g. `run` building a user model, point
+    # at the key that named it) and the folder user code and relative paths are looked up in.
+    _locator: Any = PrivateAttr(None)
+    _base_dir: str | None = PrivateAttr(None)
+
+    @property
+    def locator(self):
+        return self._locator
+
+    @property
+    def base_dir(self) -> str | None:
+        return self._base_dir
 
     @property
     def warnings(self) -> list[str]:
@@ -338,9 +353,12 @@ class RunSpec:
     axes: dict[str, Any] = field(default_factory=dict)
     # Where each explicitly set value came from: 'base', 'grid' or the best.yaml it was tuned in.
     origins: dict[str, str] = field(default_factory=dict)
+    # The experiment file's folder, where the user's modules and relative data paths are looked
+    # up; not part of the run id (a moved checkout keeps its runs). None: nothing to look up.
+    base_dir: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        out = {
             "experiment": self.experiment,
             "run_id": self.run_id,
             "settings": self.settings,
@@ -349,6 +367,9 @@ class RunSpec:
             "axes": self.axes,
             "origins": self.origins,
         }
+        if self.base_dir is not None:
+            out["base_dir"] = self.base_dir
+        return out
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> RunSpec:
@@ -374,3 +395,6 @@ def make_run_id(settings: dict[str, Any], dataset: dict[str, Any], seed: int) ->
         separators=(",", ":"),
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:12]
+
+
+__all__ = ["PARAMS_PREFIX", "USER_MODELS"]

@@ -321,18 +321,25 @@ def tuned_values(
     """
     if exp.base_from == store.TUNING:
         root = tuning_root(exp, results_dir)
+        how = " (this experiment's tuning folder under the results folder)"
     else:
-        root = Path(exp.base_from)
-        source = Path(loc.source)
-        if not root.is_absolute() and source.is_file():
-            root = source.parent / root
+        # Relative to the experiment file's folder (expand sets it), as every path of the file.
+        root = Path(exp.base_from).expanduser()
+        if root.is_absolute():
+            how = ""
+        elif exp.base_dir is not None:
+            root = Path(exp.base_dir) / root
+            how = f" (resolved relative to the experiment file's folder {exp.base_dir})"
+        else:
+            how = f" (resolved relative to the working directory {Path.cwd()})"
     if root.is_file():
         single = (_read_best(root), str(root))
         return lambda combo: single
     if not root.is_dir():
         raise loc.error(
             ("base_from",),
-            f"no tuned settings at {root}: run `keras-ablate tune {loc.source}` first, or remove base_from",
+            f"no tuned settings at {root}{how}: run `keras-ablate tune {loc.source}` first, or "
+            "remove base_from",
         )
     found: dict[str, tuple[dict, str]] = {}
     tuned_arms = sorted(p.parent.name for p in root.glob(f"*/{store.BEST_FILE}"))
@@ -372,6 +379,8 @@ class Arm:
     axes: dict
     settings: dict
     dataset: dict
+    # The experiment file's folder (user code, relative data paths), as RunSpec.base_dir.
+    base_dir: str | None = None
 
 
 def select_arms(specs: list[RunSpec], filters: list[str]) -> list[Arm]:
@@ -382,5 +391,8 @@ def select_arms(specs: list[RunSpec], filters: list[str]) -> list[Arm]:
     arms: dict[str, Arm] = {}
     for spec in chosen:
         name = arm_name(spec.axes)
-        arms.setdefault(name, Arm(name, dict(spec.axes), dict(spec.settings), dict(spec.dataset)))
+        arms.setdefault(
+            name,
+            Arm(name, dict(spec.axes), dict(spec.settings), dict(spec.dataset), spec.base_dir),
+        )
     return list(arms.values())

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from keras_ablate import data as data_registry
 from keras_ablate.config.levels import DATASET_AXIS_PREFIX
 from keras_ablate.config.locate import Locator, pydantic_message
-from keras_ablate.config.schema import SETTING_KEYS, Experiment, RunSettings
+from keras_ablate.config.schema import PARAMS_PREFIX, SETTING_KEYS, Experiment, RunSettings
 from keras_ablate.errors import suggest
 
 MAX_DATASET_CONTEXTS = 64  # combinations of other dataset-option levels tried per value
@@ -28,7 +28,8 @@ def validate_setting(
     if key.startswith(DATASET_AXIS_PREFIX):
         option = key[len(DATASET_AXIS_PREFIX) :]
         model = data_registry.get_entry(dataset_name).options_model()
-        if option not in model.model_fields:
+        user_options = model.model_config.get("extra") == "allow"  # a user loader's keywords
+        if option not in model.model_fields and not user_options:
             raise loc.error(
                 path,
                 f"unknown option '{option}' of dataset '{dataset_name}'{suggest(option, model.model_fields)}; "
@@ -45,19 +46,47 @@ def validate_setting(
         mine = [e for errs in errors for e in errs if tuple(e["loc"][:1]) == (option,)]
         raise loc.error(path, pydantic_message((mine or errors[0])[0], model)) from None
     check_key(loc, path, key)
+    if key.startswith(PARAMS_PREFIX):
+        return _param_value(loc, path, key, value)
     try:
         return RunSettings.model_validate({key: value}).model_dump(mode="json")[key]
     except ValidationError as exc:
         raise loc.error(path, pydantic_message(exc.errors()[0], RunSettings)) from None
 
 
+def _param_value(loc: Locator, path: tuple, key: str, value):
+    """A user param: a name that is an identifier, and a plain YAML value (JSON-able, not a mapping)."""
+    name = key[len(PARAMS_PREFIX) :]
+    if not name.isidentifier():
+        raise loc.error(
+            path, f"param name '{name}' must be a Python identifier (letters, digits, _)"
+        )
+    if isinstance(value, dict) or not _plain(value):
+        raise loc.error(
+            path,
+            f"param {name} = {value!r}: a param level is a number, string, boolean, null or a "
+            "list of those",
+        )
+    return value
+
+
+def _plain(value) -> bool:
+    if isinstance(value, list):
+        return all(_plain(v) and not isinstance(v, list) for v in value)
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
 def check_key(loc: Locator, path: tuple, key: str) -> None:
-    """A setting name or dataset.<option>, else an error listing the valid settings."""
-    if key not in SETTING_KEYS and not key.startswith(DATASET_AXIS_PREFIX):
+    """A setting name, dataset.<option> or params.<name>, else an error listing the valid settings."""
+    if (
+        key not in SETTING_KEYS
+        and not key.startswith(DATASET_AXIS_PREFIX)
+        and not key.startswith(PARAMS_PREFIX)
+    ):
         raise loc.error(
             path,
             f"unknown setting '{key}'{suggest(key, SETTING_KEYS)}; valid settings: {', '.join(SETTING_KEYS)}"
-            f", or dataset.<option>",
+            f", dataset.<option>, or params.<name> (your own builder's settings)",
         )
 
 

@@ -53,9 +53,9 @@ def build_rotten_tomatoes(path: Path, opts: RottenTomatoesOptions) -> Dataset:
     return build("rotten_tomatoes", opts, str(path), texts, labels, class_names=["rotten", "fresh"])
 
 
-def imdb_file(opts: ImdbOptions) -> Path:
+def imdb_file(opts: ImdbOptions, base_dir=None) -> Path:
     if opts.path is not None:
-        return existing_file(opts.path, "imdb path")
+        return existing_file(opts.path, "imdb path", base_dir)
     # Where keras.utils.get_file keeps it, read at call time (Keras reads KERAS_HOME once, at import).
     home = Path(os.environ["KERAS_HOME"]) if "KERAS_HOME" in os.environ else Path.home() / ".keras"
     candidates = [

@@ -14,25 +14,34 @@ from keras_ablate.data.text_options import FileOptions
 from keras_ablate.errors import DataError, suggest
 
 
-def existing_file(path: str, what: str) -> Path:
-    resolved = Path(path).expanduser()
+def existing_file(path: str, what: str, base_dir: str | Path | None = None) -> Path:
+    """The file a path option names: relative paths are resolved against the experiment file's
+    folder `base_dir` (or the working directory when there is none, as for a direct call)."""
+    given = Path(path).expanduser()
+    resolved = given if given.is_absolute() else Path(base_dir or Path.cwd()) / given
+    how = (
+        ""
+        if given.is_absolute()
+        else f" (resolved relative to the experiment file's folder {base_dir})"
+        if base_dir is not None
+        else f" (resolved relative to the working directory {Path.cwd()})"
+    )
     if resolved.is_dir():
-        raise DataError(f"{what} {path} is a folder, not a file")
+        raise DataError(f"{what} {path} is a folder, not a file{how}")
     if not resolved.is_file():
-        raise DataError(
-            f"{what} {path} not found (relative paths are read from the working directory {Path.cwd()})"
-        )
+        raise DataError(f"{what} {path} not found: no file {resolved}{how}")
     return resolved
 
 
-def user_files(opts: FileOptions) -> dict[str, Path]:
+def user_files(opts: FileOptions, base_dir: str | Path | None = None) -> dict[str, Path]:
     """The files a user dataset reads, by option: `path`, and `val_path` / `test_path` when set.
 
-    Relative paths are read from the working directory, all three alike."""
-    out = {"path": existing_file(opts.path, "data file")}
+    Relative paths are resolved against the experiment file's folder `base_dir` (the working
+    directory without one), all three alike (existing_file)."""
+    out = {"path": existing_file(opts.path, "data file", base_dir)}
     for key in ("val_path", "test_path"):
         if getattr(opts, key) is not None:
-            out[key] = existing_file(getattr(opts, key), f"{key} file")
+            out[key] = existing_file(getattr(opts, key), f"{key} file", base_dir)
     return out
 
 

@@ -49,36 +49,37 @@ def rotten_tomatoes(opts: RottenTomatoesOptions) -> Dataset:
     return cached("rotten_tomatoes", opts, [path], lambda: build_rotten_tomatoes(path, opts))
 
 
-def csv_file(opts: CsvOptions) -> Dataset:
-    return _user_file("csv", opts)
+def csv_file(opts: CsvOptions, base_dir=None) -> Dataset:
+    return _user_file("csv", opts, base_dir)
 
 
-def tsv_file(opts: TsvOptions) -> Dataset:
-    return _user_file("tsv", opts)
+def tsv_file(opts: TsvOptions, base_dir=None) -> Dataset:
+    return _user_file("tsv", opts, base_dir)
 
 
-def jsonl_file(opts: JsonlOptions) -> Dataset:
-    return _user_file("jsonl", opts)
+def jsonl_file(opts: JsonlOptions, base_dir=None) -> Dataset:
+    return _user_file("jsonl", opts, base_dir)
 
 
-def imdb(opts: ImdbOptions) -> Dataset:
+def imdb(opts: ImdbOptions, base_dir=None) -> Dataset:
     """keras.datasets.imdb read from the Keras cache only: this never downloads."""
-    path = imdb_file(opts)
+    path = imdb_file(opts, base_dir)
     return cached("imdb", opts, [path], lambda: build_imdb(path, opts))
 
 
-def file_fingerprint(opts: FileOptions) -> dict:
+def file_fingerprint(opts: FileOptions, base_dir=None) -> dict:
     """Content hashes of a user file (and its validation and test files): part of every run id
-    built on it."""
-    return {key: sha256_file(path) for key, path in user_files(opts).items()}
+    built on it. `base_dir`: the experiment file's folder, against which relative paths are
+    resolved."""
+    return {key: sha256_file(path) for key, path in user_files(opts, base_dir).items()}
 
 
-def _user_file(fmt: str, opts: FileOptions) -> Dataset:
-    files = user_files(opts)
+def _user_file(fmt: str, opts: FileOptions, base_dir=None) -> Dataset:
+    files = user_files(opts, base_dir)
     return cached(fmt, opts, list(files.values()), lambda: build_user_file(fmt, opts, files))
 
 
-def check_file(opts: FileOptions) -> int:
+def check_file(opts: FileOptions, base_dir=None) -> int:
     """Read and check a user file as a run would, short of tokenizing (no TensorFlow).
 
     `plan` and `run` call this before any run starts, so a missing column, a single class,
@@ -92,7 +93,7 @@ def check_file(opts: FileOptions) -> int:
         DataError: naming the file and, where it applies, the line.
     """
     fmt = format_of(opts)
-    files = user_files(opts)
+    files = user_files(opts, base_dir)
     _texts, labels, val, test = read_user_records(fmt, opts, files)
     y, class_names = label_ids(labels, None)
     check_classes(

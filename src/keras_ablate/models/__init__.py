@@ -16,6 +16,14 @@ def get_builder(architecture: str):
     return getattr(importlib.import_module(module), attr)
 
 
-def build_model(settings: dict, dataset):
-    """Build a fresh, uncompiled functional Keras model for `settings` on `dataset`."""
+def build_model(settings: dict, dataset, base_dir=None):
+    """Build a fresh, uncompiled functional Keras model for `settings` on `dataset`.
+
+    A user's architecture (settings hold its `builder`) is looked up in `base_dir`, the
+    experiment file's folder, then on sys.path (models/user.py).
+    """
+    if "builder" in settings:
+        from keras_ablate.models.user import build_user_model
+
+        return build_user_model(settings, dataset, base_dir)
     return get_builder(settings["architecture"])(settings, dataset)

@@ -101,7 +101,7 @@ def _log_norm_by_configuration(tables, frame: pd.DataFrame, x: str) -> pd.DataFr
     data = data.merge(_settings(tables), on="run_id", how="left")
     keys = [
         c
-        for c in ("architecture", "activation", "normalization", "configuration")
+        for c in ("architecture", "activation", "normalization", "configuration", "direction")
         if c in data.columns
     ]
     return _seed_mean(data, [*keys, "when", x], "log_norm")
@@ -112,13 +112,19 @@ def timestep_profiles(tables):
     timesteps = probe_table(tables, "timesteps")
     if timesteps is None:
         return None
-    # The top recurrent layer (read by the head) of each run.
-    order = timesteps["layer"].str.extract(r"(\d+)$")[0].astype(float)
+    # The top recurrent layer (read by the head) of each run, both directions of a Bidirectional
+    # one (its rows are named <layer>/forward and <layer>/backward).
+    parts = timesteps["layer"].str.split("/", n=1, expand=True)
+    timesteps = timesteps.assign(base=parts[0], direction=parts[1] if parts.shape[1] > 1 else None)
+    timesteps["direction"] = timesteps["direction"].fillna("one-way")
+    order = _layer_order(tables, timesteps)
     top = order.groupby(timesteps["run_id"]).transform("max")
     data = _log_norm_by_configuration(tables, timesteps[order == top], "distance")
     if data is None:
         return None
     args = _line_style(data, tables)
+    if data["direction"].nunique() > 1 and "style" not in args:
+        args["style"] = "direction"
     g = sns.relplot(
         data=data, x="distance", y="log_norm", kind="line", errorbar=None, height=2.8, aspect=1.3,
         row="when", row_order=[w for w in ("init", "final") if w in set(data["when"])],
@@ -128,6 +134,21 @@ def timestep_profiles(tables):
     g.set_axis_labels("distance from the output (steps)", "log10 ||dL/dh_t||")
     g.set_titles(row_template="{row_name}", col_template="{col_name}")
     return g.figure
+
+
+def _layer_order(tables, timesteps: pd.DataFrame) -> pd.Series:
+    """Each row's layer position in its model: the depth table's position (model order), else
+    the number its name ends with (rnn_0, rnn_1, ...)."""
+    suffix = timesteps["base"].str.extract(r"(\d+)$")[0].astype(float)
+    depth = probe_table(tables, "depth")
+    if depth is None:
+        return suffix
+    positions = depth.drop_duplicates(["run_id", "layer"]).set_index(["run_id", "layer"])[
+        "position"
+    ]
+    keys = pd.MultiIndex.from_arrays([timesteps["run_id"], timesteps["base"]])
+    found = pd.Series(positions.reindex(keys).to_numpy(dtype=float), index=timesteps.index)
+    return found.fillna(suffix)
 
 
 def depth_profile(tables):

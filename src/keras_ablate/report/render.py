@@ -185,8 +185,19 @@ def make_figures(tables: Tables, fig_dir: Path) -> list[Figure]:
             continue
         path = fig_dir / f"{slug}.png"
         plots.save(fig, path)
+        if slug == "timestep_gradients":
+            caption += _not_probed(tables)
         figures.append(Figure(slug, title, caption, path))
     return figures
+
+
+def _not_probed(tables: Tables) -> str:
+    """' Not probed: layer (reason); ...' for recurrent layers without per-timestep rows, or ''."""
+    runs = tables.runs
+    if runs is None or runs.empty or "probe_skipped" not in runs.columns:
+        return ""
+    skipped = sorted({s for cell in runs["probe_skipped"].dropna() for s in str(cell).split("; ")})
+    return f" Not probed (no rows): {'; '.join(skipped)}." if skipped else ""
 
 
 def build_report(exp_dir: str | Path, info: dict | None = None) -> dict:

@@ -45,10 +45,15 @@ def make_optimizer(settings: dict) -> keras.optimizers.Optimizer:
     )
 
 
-def build_instrumented(settings: dict, dataset, seed: int, capacity: int) -> InstrumentedModel:
-    """Seed everything, build a fresh model, compile it and attach the instruments."""
+def build_instrumented(
+    settings: dict, dataset, seed: int, capacity: int, base_dir=None
+) -> InstrumentedModel:
+    """Seed everything, build a fresh model, compile it and attach the instruments.
+
+    `base_dir`: the experiment file's folder, where a user's builder module is looked up.
+    """
     keras.utils.set_random_seed(seed)
-    functional = build_model(settings, dataset)
+    functional = build_model(settings, dataset, base_dir)
     model = InstrumentedModel(
         inputs=functional.inputs, outputs=functional.outputs, name=functional.name
     )
@@ -91,7 +96,9 @@ def reuse_enabled() -> bool:
     return os.environ.get("KERAS_ABLATE_REUSE", "1") != "0"
 
 
-def reinitialize(model: InstrumentedModel, settings: dict, dataset, seed: int) -> None:
+def reinitialize(
+    model: InstrumentedModel, settings: dict, dataset, seed: int, base_dir=None
+) -> None:
     """Put a kept compiled model in the state a fresh build_instrumented(..., seed) would have.
 
     A fresh model is built with the same seed (so the same random draws, in the same order) and
@@ -102,7 +109,7 @@ def reinitialize(model: InstrumentedModel, settings: dict, dataset, seed: int) -
     seeds trained this way equal those of fresh builds byte for byte.
     """
     keras.utils.set_random_seed(seed)
-    fresh = build_model(settings, dataset)
+    fresh = build_model(settings, dataset, base_dir)
     for kept_layer, fresh_layer in zip(model.layers, fresh.layers, strict=True):
         if kept_layer.name != fresh_layer.name:
             raise RuntimeError(f"kept model differs: {kept_layer.name} vs {fresh_layer.name}")
@@ -166,7 +173,7 @@ def run_one(spec: RunSpec) -> RunRecord:
     started = time.time()
     clock = time.perf_counter()
     settings = spec.settings
-    dataset = load_dataset(spec.dataset["name"], spec.dataset["options"])
+    dataset = load_dataset(spec.dataset["name"], spec.dataset["options"], base_dir=spec.base_dir)
     load_s = time.perf_counter() - clock
     steps_per_epoch = math.ceil(len(dataset.x_train) / settings["batch_size"])
     capacity = steps_per_epoch * settings["epochs"]
@@ -176,7 +183,7 @@ def run_one(spec: RunSpec) -> RunRecord:
     recompiled = False
     _KEPT.clear()  # at most one kept model per process
     if kept is None:
-        model = build_instrumented(settings, dataset, spec.seed, capacity)
+        model = build_instrumented(settings, dataset, spec.seed, capacity, spec.base_dir)
         # Probe-batch instruments at initialization and after every epoch (training/probes.py).
         probe = Probe(model, *probe_batch(dataset), loss_for(dataset))
     else:
@@ -186,7 +193,7 @@ def run_one(spec: RunSpec) -> RunRecord:
             # Another optimizer, learning rate, clip level or budget for the same model: a new
             # optimizer and train step (compiled again); the model and its probe are kept.
             prepare_training(model, settings, dataset, capacity)
-        reinitialize(model, settings, dataset, spec.seed)
+        reinitialize(model, settings, dataset, spec.seed, spec.base_dir)
         probe.seconds = 0.0
     probes = ProbeCallback(probe)
     build_s = time.perf_counter() - clock
@@ -239,6 +246,9 @@ def run_one(spec: RunSpec) -> RunRecord:
         "timing": timer.breakdown(load_s, build_s, probes.probe.seconds, test_s),
         "environment": environment(),
     }
+    if probe.skipped:
+        # Recurrent layers of the model without per-timestep rows, each with the reason.
+        summary["probe_skipped"] = probe.skipped
     return RunRecord(summary=summary, tables={"history": history, "steps": steps, **probe_tables})
 
 

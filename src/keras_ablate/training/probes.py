@@ -40,8 +40,15 @@ import numpy as np
 import pandas as pd
 import tensorflow as tf
 from keras import ops
+from keras.src.backend import get_keras_mask, set_keras_mask  # Keras's own mask metadata
 
 from keras_ablate.models.cells import ZooCell, gate_values
+from keras_ablate.training.probe_layers import (
+    is_recurrent,
+    not_replayable,
+    skipped_layers,
+    why_not_probed,
+)
 from keras_ablate.training.step import _group_variables, squared_norm
 
 PROBE_SIZE = 64  # examples in the probe batch: the first PROBE_SIZE validation examples.
@@ -80,6 +87,11 @@ class ProbeCell(keras.layers.Layer):
     def __init__(self, cell, units: int, masked: bool = False, **kwargs):
         super().__init__(**kwargs)
         self.cell, self.units, self.masked = cell, int(units), bool(masked)
+        # A Keras cell with (recurrent) dropout is replayed without it, as Dropout layers are:
+        # the probe draws no random numbers.
+        self.cell_training = not (
+            getattr(cell, "dropout", 0) or getattr(cell, "recurrent_dropout", 0)
+        )
         self.state_size = cell.state_size
         self.output_size = sum(_state_sizes(cell))
 
@@ -90,6 +102,7 @@ class ProbeCell(keras.layers.Layer):
         if self.masked:
             inputs, weight = inputs[:, :-1], inputs[:, -1:]
         x, probe = inputs[:, : -self.units], inputs[:, -self.units :]
+        training = training and self.cell_training
         if self.masked and isinstance(self.cell, ZooCell):
             h, new_states = self.cell(x, states, training=training, weight=weight)
         else:
@@ -153,26 +166,31 @@ class Probe:
         self.model, self.x, self.y = model, tf.constant(x), tf.constant(y)
         self.loss = mean_loss(loss_name)
         self.recurrent: dict[str, dict] = {}
+        self.bidirectional: dict[str, dict] = {}  # Bidirectional layer -> its two directions
         self.activations: dict[str, str] = {}  # `<block>_act` layer name -> activation kind
-        for layer in model.layers:
-            if isinstance(layer, keras.layers.RNN):
-                cell = layer.cell
-                units = _units_of(cell)
+        # A model that cannot be replayed layer by layer is called whole: no timestep rows.
+        self.replay_problem = not_replayable(model)
+        for layer in model.layers if self.replay_problem is None else []:
+            if is_recurrent(layer) and why_not_probed(layer) is None:
                 args, kwargs = _call_arguments(layer)
-                masked = kwargs.get("mask") is not None
-                gates = _gate_names(cell, units, int(args[0].shape[-1]))
-                wrapper = ProbeCell(cell, units, masked, name=f"{layer.name}_probe_cell")
-                rnn = keras.layers.RNN(wrapper, return_sequences=True, name=f"{layer.name}_probe")
-                self.recurrent[layer.name] = {
-                    "layer": rnn,
-                    "units": units,
-                    "gates": gates,
-                    "cell": cell,
-                    "last_only": not layer.return_sequences,
-                    "kind": _activation_kind(cell),
-                }
+                masked = _mask_of(args, kwargs) is not None
+                input_dim = int(args[0].shape[-1])
+                if isinstance(layer, keras.layers.Bidirectional):
+                    self.bidirectional[layer.name] = {
+                        "return_sequences": layer.return_sequences,
+                        "merge_mode": layer.merge_mode,
+                    }
+                    for direction in ("forward", "backward"):
+                        rnn = getattr(layer, f"{direction}_layer")
+                        name = f"{layer.name}/{direction}"
+                        self.recurrent[name] = _probe_entry(rnn, name, masked, input_dim)
+                else:
+                    self.recurrent[layer.name] = _probe_entry(layer, layer.name, masked, input_dim)
             elif layer.name.endswith("_act"):
                 self.activations[layer.name] = _activation_kind(layer)
+        probed = {n.split("/")[0] for n in self.recurrent}
+        # Recurrent layers without rows, and why (recorded in the run's summary: probe_skipped).
+        self.skipped = skipped_layers(model, probed, self.replay_problem)
         self.layer_names, var_layers = _group_variables(model)
         self._var_layers = var_layers
         self._restore = [v for layer in model.layers for v in layer.non_trainable_variables]
@@ -185,6 +203,8 @@ class Probe:
 
     def _replay(self, x, probes: dict):
         """Run the model layer by layer on x, recurrent layers through their ProbeCell; collect internals."""
+        if self.replay_problem is not None:
+            return self.model(x, training=True), {}
         values = {id(self.model.inputs[0]): x}
         internals = {}
         for layer in self.model.layers:
@@ -194,31 +214,57 @@ class Probe:
             if isinstance(layer, keras.layers.Dropout):
                 out = args[0]
             elif layer.name in self.recurrent:
-                info = self.recurrent[layer.name]
-                sequence_in, mask = args[0], kwargs.get("mask")
-                columns = [sequence_in, probes[layer.name]]
-                if mask is not None:
-                    columns.append(ops.cast(mask, sequence_in.dtype)[..., None])
-                full = info["layer"](ops.concatenate(columns, axis=-1), mask=mask, training=True)
-                sizes = _state_sizes(info["cell"])
-                bounds = np.cumsum([0, *sizes])
-                states = [full[..., a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
-                # Over padded steps the state is carried, so the last position holds the state
-                # after each example's last real token, which is what the model's head reads.
-                sequence = states[0]
-                internals[layer.name] = {
-                    "h": sequence,
-                    "inputs": sequence_in,
-                    "states": states,
-                    "mask": mask,
-                }
-                out = sequence[:, -1] if info["last_only"] else sequence
+                out = self._replay_rnn(layer.name, args, kwargs, probes, internals)
+            elif layer.name in self.bidirectional:
+                info = self.bidirectional[layer.name]
+                forward = self._replay_rnn(f"{layer.name}/forward", args, kwargs, probes, internals)
+                backward = self._replay_rnn(
+                    f"{layer.name}/backward", args, kwargs, probes, internals
+                )
+                if info["return_sequences"]:
+                    backward = ops.flip(backward, axis=1)  # as Bidirectional.call does
+                out = _merge(info["merge_mode"], forward, backward)
+                if info["return_sequences"]:
+                    _set_mask(out, _mask_of(args, kwargs))
             else:
+                # Training mode, as in the train step (a recorded `training` argument is replaced).
+                kwargs = {k: v for k, v in kwargs.items() if k != "training"}
                 out = layer(*args, **kwargs, training=True)
                 if layer.name in self.activations:
                     internals[layer.name] = {"h": out}
-            values[id(layer.output)] = out
+            outputs = keras.tree.flatten(layer._inbound_nodes[0].outputs)
+            for symbolic, value in zip(outputs, keras.tree.flatten(out), strict=True):
+                values[id(symbolic)] = value
         return values[id(self.model.outputs[0])], internals
+
+    def _replay_rnn(self, name: str, args, kwargs, probes: dict, internals: dict):
+        """One recurrent layer (or one direction of a Bidirectional one) through its ProbeCell."""
+        info = self.recurrent[name]
+        sequence_in, mask = args[0], _mask_of(args, kwargs)
+        columns = [sequence_in, probes[name]]
+        if mask is not None:
+            columns.append(ops.cast(mask, sequence_in.dtype)[..., None])
+        full = info["layer"](ops.concatenate(columns, axis=-1), mask=mask, training=True)
+        sizes = _state_sizes(info["cell"])
+        bounds = np.cumsum([0, *sizes])
+        states = [full[..., a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        # Over padded steps the state is carried, so the last position holds the state
+        # after each example's last real token, which is what the model's head reads.
+        sequence = states[0]
+        backwards = info["backwards"]
+        # A backward layer's sequences come in processing order (last input position first):
+        # inputs and mask are put in that order too, so the gates see the step they belong to.
+        internals[name] = {
+            "h": sequence,
+            "inputs": ops.flip(sequence_in, axis=1) if backwards else sequence_in,
+            "states": states,
+            "mask": None if mask is None else (ops.flip(mask, axis=1) if backwards else mask),
+        }
+        if info["last_only"]:
+            return sequence[:, -1]
+        out = full[..., : sizes[0]]
+        _set_mask(out, mask)
+        return out
 
     def _forward_backward(self, x, y):
         batch, steps = tf.shape(x)[0], tf.shape(x)[1]
@@ -232,15 +278,14 @@ class Probe:
         probe_grads, var_grads = grads[: len(probes)], grads[len(probes) :]
         # Squared ||dL/dh_t|| per example and timestep, summed over units in float64 (see the
         # module docstring); _timestep_frame sums over examples, aligned by distance.
-        timesteps = {
-            n: (
-                tf.reduce_sum(tf.square(tf.cast(g, tf.float64)), axis=2),
-                tf.ones([batch, steps], tf.bool)
-                if internals[n]["mask"] is None
-                else tf.cast(internals[n]["mask"], tf.bool),
-            )
-            for n, g in zip(probes, probe_grads, strict=True)
-        }
+        timesteps = {}
+        for n, g in zip(probes, probe_grads, strict=True):
+            squares = tf.reduce_sum(tf.square(tf.cast(g, tf.float64)), axis=2)
+            if self.recurrent[n]["backwards"]:
+                squares = tf.reverse(squares, axis=[1])  # processing order, as its mask
+            real = internals[n]["mask"]
+            real = tf.ones([batch, steps], tf.bool) if real is None else tf.cast(real, tf.bool)
+            timesteps[n] = (squares, real)
         squares = {n: tf.constant(0.0, tf.float64) for n in self.layer_names}
         for g, owner in zip(var_grads, self._var_layers, strict=True):
             if g is not None:
@@ -269,7 +314,7 @@ class Probe:
             for v, value in zip(self._restore, saved, strict=True):
                 v.assign(value)
         frames = {
-            "timesteps": _timestep_frame(epoch, timesteps),
+            "timesteps": _timestep_frame(epoch, timesteps, self._backwards()),
             "depth": pd.DataFrame(
                 {
                     "epoch": epoch,
@@ -283,6 +328,9 @@ class Probe:
         }
         self.seconds += time.perf_counter() - started
         return frames
+
+    def _backwards(self) -> set[str]:
+        return {n for n, info in self.recurrent.items() if info["backwards"]}
 
     def _unit_frame(self, epoch: int, internals: dict) -> pd.DataFrame:
         rows = []
@@ -340,11 +388,15 @@ def _without_graph_optimizer():
         tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": previous})
 
 
-def _timestep_frame(epoch: int, timesteps: dict) -> pd.DataFrame:
+def _timestep_frame(epoch: int, timesteps: dict, backwards: set[str] = frozenset()) -> pd.DataFrame:
     """Rows (epoch, layer, t, distance, grad_norm, n_examples) from per-example squared norms.
 
     Args:
-        timesteps: layer -> (squares (batch, time) float64, real (batch, time) bool).
+        timesteps: layer -> (squares (batch, time) float64, real (batch, time) bool), in the
+            order the layer processes the steps.
+        backwards: layers that run backwards (go_backwards: a Bidirectional layer's backward
+            direction): their distance counts back from the step they process last (the first
+            input position), and t is the input position (t = distance without padding).
     """
     frames = []
     for name, (squares, real) in timesteps.items():
@@ -364,7 +416,7 @@ def _timestep_frame(epoch: int, timesteps: dict) -> pd.DataFrame:
                 {
                     "epoch": epoch,
                     "layer": name,
-                    "t": steps - 1 - d,
+                    "t": d if name in backwards else steps - 1 - d,
                     "distance": d,
                     "grad_norm": np.sqrt(total[d]),
                     "n_examples": count[d].astype(np.int64),
@@ -383,6 +435,56 @@ def _timestep_frame(epoch: int, timesteps: dict) -> pd.DataFrame:
             }
         )
     return pd.concat(frames, ignore_index=True)
+
+
+def _probe_entry(rnn, name: str, masked: bool, input_dim: int) -> dict:
+    """What the replay needs of one recurrent layer: a probe RNN over its own cell, mirroring its
+    direction and its masked outputs, and the cell's sizes, gates and activation kind."""
+    cell = rnn.cell
+    units = _units_of(cell)
+    wrapper = ProbeCell(cell, units, masked, name=f"{name.replace('/', '_')}_probe_cell")
+    layer = keras.layers.RNN(
+        wrapper,
+        return_sequences=True,
+        go_backwards=rnn.go_backwards,
+        # Zeros at padded positions where the layer returns them (a Bidirectional one does).
+        zero_output_for_mask=rnn.zero_output_for_mask and rnn.return_sequences,
+        name=f"{name.replace('/', '_')}_probe",
+    )
+    return {
+        "layer": layer,
+        "units": units,
+        "gates": _gate_names(cell, units, input_dim),
+        "cell": cell,
+        "last_only": not rnn.return_sequences,
+        "kind": _activation_kind(cell),
+        "backwards": bool(rnn.go_backwards),
+    }
+
+
+def _mask_of(args, kwargs):
+    """The padding mask a layer was called with: passed explicitly, or carried by its input."""
+    mask = kwargs.get("mask")
+    return mask if mask is not None else get_keras_mask(args[0])
+
+
+def _set_mask(tensor, mask) -> None:
+    # What Keras attaches to a return_sequences output, so the next layer is masked as in training.
+    if mask is not None:
+        set_keras_mask(tensor, mask)
+
+
+def _merge(mode: str | None, forward, backward):
+    """Bidirectional's merge of its two outputs (keras.layers.Bidirectional.call)."""
+    if mode == "concat":
+        return ops.concatenate([forward, backward], axis=-1)
+    if mode == "sum":
+        return forward + backward
+    if mode == "ave":
+        return (forward + backward) / 2
+    if mode == "mul":
+        return forward * backward
+    return (forward, backward)
 
 
 def _call_arguments(layer, values: dict | None = None) -> tuple[tuple, dict]:

@@ -47,7 +47,9 @@ class ArmHyperModel(kt.HyperModel):
     ):
         super().__init__(name=arm.name)
         self.arm, self.space, self.objective, self.seed = arm, space, objective, seed
-        self.dataset = load_dataset(arm.dataset["name"], arm.dataset["options"])
+        self.dataset = load_dataset(
+            arm.dataset["name"], arm.dataset["options"], base_dir=arm.base_dir
+        )
         if (
             objective.needs
             and objective.needs.startswith("val/")
@@ -76,7 +78,7 @@ class ArmHyperModel(kt.HyperModel):
         settings = self.settings_for(hp)
         # Hyperband reloads a trial's weights into a longer one: keep the record buffer one size.
         capacity = self._steps_per_epoch(settings) * (self.max_epochs or settings["epochs"])
-        return build_instrumented(settings, self.dataset, self.seed, capacity)
+        return build_instrumented(settings, self.dataset, self.seed, capacity, self.arm.base_dir)
 
     def fit(self, hp: kt.HyperParameters, model, *args, **kwargs) -> dict:
         started = time.time()
