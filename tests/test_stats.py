@@ -200,3 +200,22 @@ def test_the_main_effects_figure_draws_every_run_under_the_intervals(tmp_path):
     for ax in figure.axes:
         points = [c for c in ax.collections if isinstance(c, PathCollection)]
         assert sum(len(c.get_offsets()) for c in points) == finite
+
+
+def test_holm_gives_statsmodels_decisions_and_adjusted_p_values():
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(1)
+    for _ in range(6):  # multipletests is slow (~0.1-1 s a call): a few mixed families
+        m = int(rng.integers(3, 12))
+        p = rng.uniform(0, 0.1, m) ** rng.uniform(0.5, 2)
+        p[rng.random(m) < 0.2] = np.nan
+        if rng.random() < 0.3:
+            p = np.round(p, 2)  # ties
+        reject, adjusted = S.holm(p, 0.05)
+        finite = np.isfinite(p)
+        assert not reject[~finite].any() and np.isnan(adjusted[~finite]).all()
+        if finite.any():
+            want_reject, want_adjusted, _, _ = multipletests(p[finite], alpha=0.05, method="holm")
+            np.testing.assert_array_equal(reject[finite], want_reject)
+            np.testing.assert_allclose(adjusted[finite], want_adjusted)

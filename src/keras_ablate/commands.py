@@ -65,6 +65,17 @@ def cmd_plan(args) -> int:
         title=f"{exp.name}: {len(specs)} runs ({exp.design}, {len(exp.seed_list)} seed(s)"
         f"{per_arm}) -> {exp_dir}"
     )
+    if exp.adaptive is not None:
+        from keras_ablate.adaptive import rule_for
+
+        rule = rule_for(exp, True, None)
+        most = len(specs) // max(len(exp.seed_list), 1) * rule.max
+        adaptive_line = (
+            f"adaptive seeds: {rule.describe()}; {len(specs)} runs at the first look, at most "
+            f"{most} runs (every arm at {rule.max} seeds)"
+        )
+    else:
+        adaptive_line = ""
     # Values from base_from or the protocol are shown per run with where they came from.
     tuned_from = sorted({o for s in specs for o in s.origins.values() if o not in ("base", "grid")})
     title = "tuned (base_from)" if "protocol" not in tuned_from else "tuned / protocol"
@@ -87,6 +98,8 @@ def cmd_plan(args) -> int:
         table.add_row(str(i), s.run_id, *[str(s.axes[a]) for a in axes], str(s.seed), *tuned)
     console = Console()
     console.print(table)
+    if adaptive_line:
+        console.print(adaptive_line, soft_wrap=True)
     if tuned_from:
         tuned_files = [o for o in tuned_from if o != "protocol"]
         console.print(
@@ -126,6 +139,9 @@ def cmd_run(args) -> int:
         )
     check_options(args.executor, args.workers, args.address)
     _check_owner(exp, exp_dir, args.file)
+    adaptive = _adaptive_plan(exp, args)
+    if adaptive is not None:
+        return _run_adaptive(exp, exp_dir, all_specs, args, *adaptive)
     exp_dir.mkdir(parents=True, exist_ok=True)
     _write_experiment_info(exp, all_specs, exp_dir, args.file)
     outcome = run_grid(
@@ -140,6 +156,57 @@ def cmd_run(args) -> int:
         resources=exp.resources,
     )
     return 1 if outcome.failed else 0
+
+
+def _adaptive_plan(exp, args):
+    """(rule, seeds, specs at max seeds) for adaptive seeds, None otherwise; options checked first."""
+    from keras_ablate.adaptive import rule_for, seed_sequence
+    from keras_ablate.config.expand import expand_seeds
+
+    rule = rule_for(exp, getattr(args, "until_resolved", False), getattr(args, "max_seeds", None))
+    if rule is None:
+        return None
+    for flag, given in (
+        ("--filter", args.filter),
+        ("--max-runs", args.max_runs is not None),
+        ("--rerun", args.rerun),
+        ("--force", args.force),
+    ):
+        if given:
+            raise UserError(
+                f"{flag} cannot be combined with adaptive seeds (--until-resolved or seeds: "
+                "{min, max, until}): the loop decides which runs to train; run without it"
+            )
+    seeds = seed_sequence(exp.seed_list, rule.max)
+    return rule, seeds, expand_seeds(exp, seeds, args.results_dir)
+
+
+def _run_adaptive(exp, exp_dir: Path, all_specs, args, rule, seeds, specs) -> int:
+    from keras_ablate import store
+    from keras_ablate.adaptive import run_until_resolved
+    from keras_ablate.runner import run_grid
+
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    command = "keras-ablate " + " ".join(sys.argv[1:])
+    record = store.experiment_record(exp, all_specs, args.file, command)
+    print(f"adaptive seeds: {rule.describe()}", file=sys.stderr)
+    failed = []
+
+    def run_round(round_specs):
+        outcome = run_grid(
+            round_specs,
+            exp_dir,
+            workers=args.workers,
+            executor=args.executor,
+            address=args.address,
+            resources=exp.resources,
+        )
+        failed.append(outcome.failed)
+
+    run_until_resolved(
+        specs, seeds, rule, exp_dir, record, run_round, say=lambda t: print(t, file=sys.stderr)
+    )
+    return 1 if any(failed) else 0
 
 
 def cmd_status(args) -> int:
@@ -157,10 +224,24 @@ def cmd_status(args) -> int:
             argparse.Namespace(file=args.target, results_dir=args.results_dir), warn=False
         )
         run_ids = [s.run_id for s in all_specs]
+        # Seeds an adaptive loop added belong to the plan too.
+        run_ids += [r for r in store.adaptive_run_ids(exp_dir) if r not in set(run_ids)]
     else:
         raise UserError(f"{target}: no such experiment file or results folder")
     status = grid_status(exp_dir, run_ids)
+    adaptive = store.read_adaptive(exp_dir)
+    if adaptive:
+        from keras_ablate.adaptive import summary_line
+
+        status["adaptive"] = {
+            "stopped": adaptive.get("stopped"),
+            "looks": len(adaptive.get("looks") or []),
+            "seeds_per_arm": adaptive.get("seeds_per_arm"),
+            "summary": summary_line(adaptive),
+        }
     print(json.dumps(status, indent=2) if args.json else format_status(status))
+    if adaptive and not args.json:
+        print(f"adaptive seeds: {status['adaptive']['summary']}")
     for run_id, why in status["unreadable_runs"].items():
         print(
             f"keras-ablate: warning: {exp_dir}/runs/{run_id} cannot be read: {why}", file=sys.stderr
@@ -186,6 +267,10 @@ def cmd_report(args) -> int:
             **store.read_experiment(exp_dir),
             **store.experiment_record(exp, all_specs, args.target),
         }
+        added = [r for r in store.adaptive_run_ids(exp_dir) if r not in set(info["run_ids"])]
+        if added:  # seeds an adaptive loop added belong to the plan too
+            info["run_ids"] = info["run_ids"] + added
+            info["n_runs"] = len(info["run_ids"])
     else:
         raise UserError(f"{target}: no such experiment file or results folder")
     if not (exp_dir / store.RUNS).is_dir():

@@ -3,6 +3,7 @@
 Stages, in the order their errors are reported: the dataset, base, grid axes, exclude rules,
 reference levels, the tune: section, seeds and plan size, then the design points, each merged
 (defaults < base < base_from (tuned) < grid), validated and given a run_id.
+Over 400 lines because the stages are one pipeline read top to bottom, each with its located errors.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from keras_ablate.config.locate import Locator, raise_validation
 from keras_ablate.config.schema import (
     MAX_SEED,
     SETTING_KEYS,
+    AdaptiveSeeds,
     AnalysisSection,
     DatasetSection,
     Experiment,
@@ -75,6 +77,12 @@ def parse_experiment(
     loc = Locator(source, lines=lines)
     if not isinstance(raw, dict):
         raise loc.error((), "the file must be a mapping with at least 'name' and 'dataset'")
+    if isinstance(raw.get("seeds"), dict):
+        # Checked on its own, so an error names seeds.<key> and the valid keys, not the union.
+        try:
+            AdaptiveSeeds.model_validate(raw["seeds"])
+        except ValidationError as exc:
+            raise_validation(loc, ("seeds",), exc, AdaptiveSeeds)
     try:
         exp = Experiment.model_validate(raw)
     except ValidationError as exc:
@@ -116,7 +124,9 @@ def expand(
         tuning.search_space(exp, loc)
     rates = _protocol_stage(exp, loc, axes)
     seeds = check_seeds(exp, loc)
-    check_plan_size(axes, exp.design, len(seeds) * max(len(rates), 1), loc)
+    # An adaptive plan is checked at its largest: every arm at `max` seeds.
+    most = exp.adaptive.max if exp.adaptive else len(seeds)
+    check_plan_size(axes, exp.design, most * max(len(rates), 1), loc)
     combos = list(design_points(axes, exp.design))
     tuned = (
         tuning.tuned_values(exp, combos, loc, results_dir)
@@ -130,6 +140,13 @@ def expand(
         raise loc.error(("exclude",), "every run of the grid is excluded: nothing to run")
     exp._warnings = [_batch_warning(loc, exp, batch, n) for batch, n in sorted(small_data)]
     return specs
+
+
+def expand_seeds(
+    exp: Experiment, seeds: list[int], results_dir: str | Path = "results"
+) -> list[RunSpec]:
+    """The plan with these seeds in place of the file's (adaptive seeds plan up to their max)."""
+    return expand(exp.model_copy(update={"seeds": list(seeds)}), results_dir=results_dir)
 
 
 def _contexts(exp: Experiment, key: str) -> list[dict] | None:
@@ -330,6 +347,8 @@ def _batch_warning(loc: Locator, exp: Experiment, batch_size: int, n_train: int)
 
 def check_seeds(exp: Experiment, loc: Locator) -> list[int]:
     """The seed list, each a valid Keras/NumPy seed, none twice (checked before any run exists)."""
+    if exp.adaptive is not None:
+        return exp.seed_list
     if isinstance(exp.seeds, int):
         if not 1 <= exp.seeds <= MAX_RUNS:
             raise loc.error(
