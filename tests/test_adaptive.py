@@ -138,3 +138,28 @@ def test_plan_shows_the_first_look_and_the_most_runs(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "9 runs at the first look, at most 15 runs (every arm at 5 seeds)" in out
     assert "0.05 / 3" in out
+
+
+@pytest.mark.slow
+def test_until_resolved_trains_reports_and_says_why_it_stopped(tmp_path, capsys):
+    """Real training through the CLI: 2 arms of a 1-epoch LSTM, seeds 2 to 3."""
+    path = tmp_path / "tiny.yaml"
+    path.write_text(YAML.replace("relu, elu", "relu").replace("{min: 3, max: 5", "{min: 2, max: 3"))
+    results = tmp_path / "res"
+    args = ["--results-dir", str(results)]
+    assert main(["run", str(path), *args, "--workers", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "adaptive seeds: seeds 2 to 3 per arm" in err and "look 1/2" in err
+    state = store.read_adaptive(results / "adaptive_demo")
+    assert state["stopped"] in ("all resolved", "cap reached")
+    n_runs = len(state["run_ids"])
+    assert n_runs == (4 if state["stopped"] == "all resolved" else 6)
+    assert len(list((results / "adaptive_demo" / store.RUNS).iterdir())) == n_runs
+    assert main(["status", str(path), *args]) == 0
+    out = capsys.readouterr().out
+    assert f"adaptive seeds: {state['stopped']} after" in out
+    assert main(["report", str(path), *args]) == 0
+    report = (results / "adaptive_demo" / store.REPORT_MD).read_text()
+    assert f"Seeds added until resolved: {state['stopped']} after" in report
+    assert "below 0.025 (0.05 split over the adaptive seeds' looks)" in report
+    assert "not in this plan" not in capsys.readouterr().err

@@ -138,6 +138,33 @@ def main_effects(tables: Tables, value: str = "score") -> pd.DataFrame:
     return out
 
 
+def pairwise(tables: Tables, value: str = "score", max_levels: int = 6) -> pd.DataFrame:
+    """Every pair of levels (a, b) of each axis with 3 to `max_levels` levels (a 2-level axis has
+    its one pair in main_effects): a - b with its interval, P(a better than b) with its interval,
+    the p-value, and decisions Holm-corrected across all the pairs of the table (decide).
+    Columns as main_effects' differences, with axis, a, b."""
+    runs, rows = tables.runs, []
+    if runs.empty or value not in runs.columns:
+        return pd.DataFrame()
+    spec, bounds = IntervalSpec.from_info(tables.info), _bounds(tables).get(value)
+    for axis in tables.axes:
+        levels = tables.levels[axis]
+        if not 3 <= len(levels) <= max_levels:
+            continue
+        for a, b in itertools.combinations(levels, 2):
+            diff = difference(runs, tables.axes, axis, a, b, value, spec, bounds, _higher(tables))
+            rows.append({"axis": axis, "a": a, "b": b, **diff})
+    if not rows:
+        return pd.DataFrame()
+    out = pd.DataFrame(rows)
+    out[["a", "b"]] = out[["a", "b"]].astype(object)
+    min_effect = (tables.info.get("analysis") or {}).get("min_effect")
+    decide(out, min_effect, decision_alpha(tables))
+    out.attrs["interval"] = spec.describe()
+    out.attrs["resamples"] = spec.resamples
+    return out
+
+
 def decide(
     table: pd.DataFrame, min_effect: float | None = None, alpha: float = stats.ALPHA
 ) -> None:

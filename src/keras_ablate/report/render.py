@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from keras_ablate import store
+from keras_ablate.adaptive import summary_line as adaptive_summary
 from keras_ablate.analysis import baselines, effects
 from keras_ablate.analysis.tables import Tables, load
 from keras_ablate.report import heatmaps, instrument_plots, plots, protocol_section, sections
@@ -204,6 +205,8 @@ def build_report(exp_dir: str | Path, info: dict | None = None) -> dict:
         "summary": sections.summary(tables, main, configs),
         "protocol": protocol_section.protocol_section(tables),
         "factors": sections.factor_tables(main, (info.get("analysis") or {}).get("min_effect")),
+        "pairwise": sections.pairwise_tables(effects.pairwise(tables)),
+        "adaptive": adaptive_summary(store.read_adaptive(exp_dir)),
         "interactions": sections.interaction_tables(tables),
         "anova": sections.anova_table(tables),
         "configurations": sections.config_table(tables, configs),

@@ -250,6 +250,29 @@ def factor_tables(main: pd.DataFrame, min_effect=None) -> list[dict]:
     return out
 
 
+def pairwise_tables(pairs: pd.DataFrame) -> dict:
+    """Per axis with 3-6 levels: every pair of levels, the difference [CI], P(first better) [CI]
+    and the decision Holm-corrected across every pair shown ({'family', 'tables'})."""
+    if pairs.empty:
+        return {"family": 0, "tables": []}
+    out = []
+    for axis, rows in pairs.groupby("axis", sort=False):
+        body = [
+            {
+                "pair": f"{r['a']} vs {r['b']}",
+                "difference [95% CI]": ci_text(r["diff"], r["diff_low"], r["diff_high"]),
+                "interval": f"{r['diff_method']}, {r['diff_interval']}"
+                + (", cut to range" if r.get("diff_clipped") else ""),
+                "P(first better) [95% CI]": better_text(r),
+                "p (Holm)": num(r.get("p_holm", math.nan), 3),
+                "differs (Holm)": decision_text(r),
+            }
+            for r in rows.to_dict("records")
+        ]
+        out.append({"axis": axis, "columns": list(body[0]), "rows": body})
+    return {"family": int(pairs.attrs.get("family", 0)), "tables": out}
+
+
 def interaction_tables(tables: Tables) -> list[dict]:
     """Per pair of axes: rows = first axis levels, columns = second axis levels, cells 'mean [CI] (n)'."""
     out = []
