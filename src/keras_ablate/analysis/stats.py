@@ -382,6 +382,48 @@ def alpha_per_look(alpha: float, n_looks: int) -> float:
     return alpha / max(int(n_looks), 1)
 
 
+@dataclass
+class Ranking:
+    """Friedman test over blocks and Nemenyi's critical difference of mean ranks (Demsar 2006)."""
+
+    mean_ranks: np.ndarray  # rank 1 = best, ties share the average rank
+    statistic: float  # Friedman chi-square
+    p_value: float
+    critical_difference: float  # two mean ranks further apart than this differ (alpha)
+    blocks: int
+
+
+def friedman_nemenyi(values, higher_is_better: bool = True, alpha: float = ALPHA) -> Ranking | None:
+    """Rank k treatments within each of N blocks (rows of `values`, N x k, finite) and test them:
+    Friedman's chi-square (scipy.stats.friedmanchisquare, tie-corrected) and Nemenyi's critical
+    difference CD = q_alpha sqrt(k (k + 1) / (6 N)), q_alpha the studentized range quantile for k
+    groups and infinite degrees of freedom over sqrt(2) (Demsar's table: 2.343 for k = 3, 2.569
+    for 4). None below 3 treatments or 2 blocks."""
+    x = np.asarray(values, float)
+    if x.ndim != 2 or x.shape[1] < 3 or x.shape[0] < 2 or not np.all(np.isfinite(x)):
+        return None
+    n, k = x.shape
+    ranks = stats.rankdata(-x if higher_is_better else x, axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = stats.friedmanchisquare(*x.T)
+    q = stats.studentized_range.ppf(1 - alpha, k, np.inf) / math.sqrt(2)
+    cd = float(q * math.sqrt(k * (k + 1) / (6 * n)))
+    return Ranking(ranks.mean(axis=0), float(result.statistic), float(result.pvalue), cd, n)
+
+
+def performance_profile(values, thresholds, higher_is_better: bool = True) -> np.ndarray:
+    """The share of `values` at or beyond each threshold (score >= tau; <= tau when lower is
+    better): rliable's performance profile over runs (Agarwal et al. 2021), without its bands."""
+    x = np.asarray(values, float)
+    x = x[np.isfinite(x)]
+    t = np.asarray(thresholds, float)
+    if not len(x):
+        return np.full(len(t), np.nan)
+    hit = x[None, :] >= t[:, None] if higher_is_better else x[None, :] <= t[:, None]
+    return hit.mean(axis=1)
+
+
 # ---------------------------------------------------------------- per group
 
 

@@ -14,7 +14,14 @@ from keras_ablate import store
 from keras_ablate.adaptive import summary_line as adaptive_summary
 from keras_ablate.analysis import baselines, effects
 from keras_ablate.analysis.tables import Tables, load
-from keras_ablate.report import heatmaps, instrument_plots, plots, protocol_section, sections
+from keras_ablate.report import (
+    heatmaps,
+    instrument_plots,
+    plots,
+    protocol_section,
+    rankings,
+    sections,
+)
 from keras_ablate.report.templating import environment
 from keras_ablate.tuning.report import tuning_section
 
@@ -148,6 +155,8 @@ def make_figures(tables: Tables, fig_dir: Path) -> list[Figure]:
             "intervals (the ones the tables name). Parallel lines: the two factors act independently; crossing or diverging lines: "
             "the effect of one depends on the other.",
         ),
+        # Whole distributions of runs: performance profile and critical-difference ranking.
+        *rankings.FIGURES,
         # Probe instruments (issue 3): gradients through time and depth, clipping, units, gates.
         *instrument_plots.FIGURES,
         (
