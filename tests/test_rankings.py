@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from keras_ablate.analysis import simulate
@@ -62,3 +63,25 @@ def test_the_figures_rank_the_blocks_of_matched_runs(tmp_path):
     assert [t.get_text() for t in profile.axes[0].get_legend().get_texts()] == [
         "tanh (6 runs)", "relu (6 runs)", "elu (6 runs)"
     ]  # fmt: skip
+
+
+def test_figure_bands_are_the_tables_bootstrap_kept_in_range():
+    from keras_ablate.report import plots
+
+    rng = np.random.default_rng(5)
+    near_one = np.clip(rng.normal(0.985, 0.02, size=(6, 8)), 0, 1)  # accuracies near 1
+    near_one[0] = [1, 1, 1, 1, 1, 1, 0.9, 0.85]
+    frame = pd.DataFrame(
+        {"arm": np.repeat(["a", "b", "c", "d", "e", "f"], 8), "epoch": 1,
+         "value": near_one.ravel()}
+    )  # fmt: skip
+    frame.loc[frame["arm"] == "f", "value"] = 0.5  # a constant group
+    spec = S.IntervalSpec(resamples=500)
+    band = plots._mean_band(frame, ["arm"], "epoch", spec, (0.0, 1.0))
+    assert (band["ci_high"] <= 1.0).all() and (band["ci_low"] >= 0.0).all()
+    for (_, group), row in zip(frame.groupby("arm"), band.to_dict("records"), strict=True):
+        alone = S.mean_estimate(group["value"].to_numpy(), spec, (0.0, 1.0))
+        # The same BCa interval; stacked groups draw other resamples: Monte Carlo noise only.
+        assert (row["ci_low"], row["ci_high"]) == pytest.approx((alone.low, alone.high), abs=2e-3)
+    t = S.mean_interval(near_one[0])  # the t interval of the first group leaves [0, 1]
+    assert t[1] > 1.0 and band["ci_high"].iloc[0] <= 1.0

@@ -101,13 +101,14 @@ def _levels(runs: pd.DataFrame, metric: str) -> dict:
 def make_figures(tables: Tables, fig_dir: Path) -> list[Figure]:
     """Draw every registered figure that has data; append (slug, title, function(tables), caption) to add one."""
     fig_dir.mkdir(parents=True, exist_ok=True)
+    band = plots.band_text(tables)
     specs = [
         (
             "convergence",
             "Convergence",
             plots.convergence,
-            "The comparison metric per epoch: mean over seeds (and over axes not shown) with a 95 % t band "
-            "(the runs' min-max range where fewer than 3 runs share a point). "
+            f"The comparison metric per epoch: mean over seeds (and over axes not shown) with a {band}, "
+            "kept inside the metric's range (the runs' min-max range where fewer than 3 runs share a point). "
             "Look for arms that stall near the starting value (no learning), arms that get there in fewer "
             "epochs, and wide bands (seed-to-seed noise larger than the gap between arms). For an "
             "accuracy, grey lines mark chance (dotted) and the majority-class share (dash-dot) when all "
@@ -119,7 +120,7 @@ def make_figures(tables: Tables, fig_dir: Path) -> list[Figure]:
             "Global gradient norm",
             plots.gradient_norms,
             "Global gradient norm before clipping on a log axis, in bins of steps: geometric mean over runs "
-            "with a 95 % t band (taken on log10; the runs' range below 3 runs); the dashed line is the clip threshold of that panel. Spikes far above the "
+            f"with a {band} (taken on log10; the runs' range below 3 runs); the dashed line is the clip threshold of that panel. Spikes far above the "
             "line are explosions that clipping cut; a curve falling by decades is a vanishing signal; "
             "curves that end early belong to runs that diverged.",
         ),
