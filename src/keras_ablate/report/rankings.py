@@ -57,8 +57,7 @@ def performance_profile(tables: Tables):
     for level in tables.levels[axis]:
         values = runs.loc[runs[axis] == level, "score"].to_numpy(dtype=float)
         share = stats.performance_profile(values, taus, higher)
-        n = int(np.isfinite(values).sum())
-        ax.step(taus, share, where="post", color=colors[level], label=f"{level} ({n} runs)")
+        ax.step(taus, share, where="post", color=colors[level], label=str(level))
     ax.set_xlabel("score threshold tau")
     ax.set_ylabel("share of runs with score " + (">= tau" if higher else "<= tau"))
     ax.set_ylim(-0.03, 1.03)
