@@ -104,17 +104,17 @@ def critical_difference(tables: Tables):
 def _draw_ranking(ax, axis: str, levels: list, ranking: stats.Ranking, colors: dict) -> None:
     k, ranks = len(levels), ranking.mean_ranks
     ax.set_xlim(0.8, k + 0.2)
-    ax.set_ylim(-1.2, 1.2)
+    ax.set_ylim(-1.3, 1.3)
     ax.axhline(0, color="k", lw=0.8)
     order = np.argsort(ranks)
     for i, j in enumerate(order):
         ax.plot(ranks[j], 0, "o", color=colors[levels[j]])
         ax.annotate(
-            f"{levels[j]} ({ranks[j]:.2f})", (ranks[j], 0), xytext=(0, 8 if i % 2 else -14),
+            f"{levels[j]} ({ranks[j]:.2f})", (ranks[j], 0), xytext=(0, 6 if i % 2 else 18),
             textcoords="offset points", ha="center", fontsize=8,
         )  # fmt: skip
     # Bars join each maximal run of levels (in rank order) within one critical difference.
-    bars, y = [], -0.55
+    bars, y = [], -0.3
     for start in range(k):
         end = start
         while (
@@ -126,9 +126,14 @@ def _draw_ranking(ax, axis: str, levels: list, ranking: stats.Ranking, colors: d
             bars.append((start, end))
     for s, e in bars:
         ax.plot([ranks[order[s]], ranks[order[e]]], [y, y], color="grey", lw=3, alpha=0.7)
-        y -= 0.2
-    ax.plot([1, 1 + ranking.critical_difference], [0.8, 0.8], color="k", lw=2)
-    ax.text(1, 0.95, f"CD {ranking.critical_difference:.2f}", fontsize=8)
+        y -= 0.25
+    ax.plot([1, 1 + ranking.critical_difference], [-1.0, -1.0], color="k", lw=2)
+    ax.text(
+        1 + ranking.critical_difference + 0.05,
+        -1.1,
+        f"CD {ranking.critical_difference:.2f}",
+        fontsize=8,
+    )
     ax.set_yticks([])
     ax.set_xlabel("mean rank (1 = best)", fontsize=8)
     ax.set_title(
