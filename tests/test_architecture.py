@@ -42,6 +42,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         ),
     ),
     ("analysis", ("keras_ablate.analysis",)),
+    ("adaptive seeds", ("keras_ablate.adaptive",)),
     ("tuning", ("keras_ablate.tuning",)),
     ("report", ("keras_ablate.report",)),
     ("claims", ("keras_ablate.claims",)),

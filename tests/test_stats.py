@@ -228,3 +228,55 @@ def test_an_error_metrics_interval_never_goes_below_zero():
     assert low < 0
     estimate = S.mean_estimate(values, S.IntervalSpec(), scoring.metric_range("final/test/mse"))
     assert estimate.low == 0.0 and estimate.clipped
+
+
+def test_holm_gives_statsmodels_decisions_and_adjusted_p_values():
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(1)
+    for _ in range(6):  # multipletests is slow (~0.1-1 s a call): a few mixed families
+        m = int(rng.integers(3, 12))
+        p = rng.uniform(0, 0.1, m) ** rng.uniform(0.5, 2)
+        p[rng.random(m) < 0.2] = np.nan
+        if rng.random() < 0.3:
+            p = np.round(p, 2)  # ties
+        reject, adjusted = S.holm(p, 0.05)
+        finite = np.isfinite(p)
+        assert not reject[~finite].any() and np.isnan(adjusted[~finite]).all()
+        if finite.any():
+            want_reject, want_adjusted, _, _ = multipletests(p[finite], alpha=0.05, method="holm")
+            np.testing.assert_array_equal(reject[finite], want_reject)
+            np.testing.assert_allclose(adjusted[finite], want_adjusted)
+
+
+def test_pairwise_compares_every_pair_of_a_3_level_axis_with_holm_across_the_pairs(tmp_path):
+    from keras_ablate.analysis import simulate
+    from keras_ablate.analysis.tables import load
+
+    exp = tmp_path / "p"
+    grid = {"activation": ["tanh", "relu", "elu"], "clip": ["none", "norm:1.0"]}
+    effect = {"tanh": 0.7, "relu": 0.75, "elu": 0.9}
+    simulate.write_experiment(
+        exp, grid, seeds=3, epochs=2, steps_per_epoch=2, seed=2, noise=0.03,
+        effect=lambda axes: effect[axes["activation"]], divergence=lambda axes: 0.0,
+    )  # fmt: skip
+    tables = load(exp)
+    pairs = effects.pairwise(tables)
+    # The 2-level clip axis has its one pair in the main table; activation has 3 pairs.
+    assert [(r["a"], r["b"]) for r in pairs.to_dict("records")] == [
+        ("tanh", "relu"), ("tanh", "elu"), ("relu", "elu")
+    ]  # fmt: skip
+    runs = tables.runs.sort_values(["clip", "seed"])
+    p_values = []
+    for r in pairs.to_dict("records"):
+        a = runs[runs["activation"] == r["a"]]["score"].to_numpy()
+        b = runs[runs["activation"] == r["b"]]["score"].to_numpy()
+        assert r["diff"] == pytest.approx(a.mean() - b.mean())
+        assert r["diff_method"] == "paired" and r["diff_n"] == 6
+        assert r["p_value"] == pytest.approx(sps.ttest_rel(a, b).pvalue)
+        assert r["p_better"] == pytest.approx(np.mean(a > b) + 0.5 * np.mean(a == b))
+        p_values.append(r["p_value"])
+    order = np.argsort(p_values)
+    by_hand = np.maximum.accumulate(np.minimum(1, (3 - np.arange(3)) * np.sort(p_values)))
+    np.testing.assert_allclose(pairs["p_holm"].to_numpy()[order], by_hand)
+    assert pairs.attrs["family"] == 3

@@ -64,6 +64,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-runs", type=int, default=None, metavar="N", help="stop after N runs")
     p.add_argument("--force", action="store_true", help="rerun runs that are already complete")
     p.add_argument(
+        "--until-resolved",
+        action="store_true",
+        help="adaptive seeds: after the file's seeds, add seeds to the arms of unresolved "
+        "comparisons until all are resolved or --max-seeds is reached (docs/ADAPTIVE.md)",
+    )
+    p.add_argument(
+        "--max-seeds",
+        type=int,
+        default=None,
+        metavar="N",
+        help="adaptive seeds: most seeds per arm (default: the file's seeds.max, else 10)",
+    )
+    p.add_argument(
         "--rerun",
         action="append",
         default=[],

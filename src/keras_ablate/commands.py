@@ -2,6 +2,8 @@
 
 Every stage is imported inside the command that needs it, so importing this module (and
 `keras-ablate --help`) imports no stage, and plan, status and report never import TensorFlow.
+Over 400 lines because every command's checks before anything is written (options, the user's
+code, adaptive seeds) sit next to the command they guard, each a short function.
 """
 
 from __future__ import annotations
@@ -65,6 +67,17 @@ def cmd_plan(args) -> int:
         title=f"{exp.name}: {len(specs)} runs ({exp.design}, {len(exp.seed_list)} seed(s)"
         f"{per_arm}) -> {exp_dir}"
     )
+    if exp.adaptive is not None:
+        from keras_ablate.adaptive import rule_for
+
+        rule = rule_for(exp, True, None)
+        most = len(specs) // max(len(exp.seed_list), 1) * rule.max
+        adaptive_line = (
+            f"adaptive seeds: {rule.describe()}; {len(specs)} runs at the first look, at most "
+            f"{most} runs (every arm at {rule.max} seeds)"
+        )
+    else:
+        adaptive_line = ""
     # Values from base_from or the protocol are shown per run with where they came from.
     tuned_from = sorted({o for s in specs for o in s.origins.values() if o not in ("base", "grid")})
     title = "tuned (base_from)" if "protocol" not in tuned_from else "tuned / protocol"
@@ -88,6 +101,8 @@ def cmd_plan(args) -> int:
     console = Console()
     console.print(table)
     _print_user_code(console, exp, specs)
+    if adaptive_line:
+        console.print(adaptive_line, soft_wrap=True)
     if tuned_from:
         tuned_files = [o for o in tuned_from if o != "protocol"]
         console.print(
@@ -134,6 +149,20 @@ def _write_experiment_info(exp, specs, exp_dir: Path, source: str) -> None:
 
 def cmd_run(args) -> int:
     exp, specs, exp_dir, all_specs = _load(args)
+    adaptive = _adaptive_plan(exp, args)
+    if adaptive is not None:
+        _preflight(
+            exp,
+            specs,
+            all_specs,
+            exp_dir,
+            args.file,
+            None,
+            args.executor,
+            args.workers,
+            args.address,
+        )
+        return _run_adaptive(exp, exp_dir, all_specs, args, *adaptive)
     outcome = run_experiment(
         exp,
         specs,
@@ -166,22 +195,9 @@ def run_experiment(
 ):
     """What `run` does once the file is read (the notebook's Experiment.run too): check every
     option before anything is written or locked, record the plan, run what is missing."""
-    from keras_ablate.runner import check_options, run_grid
+    from keras_ablate.runner import run_grid
 
-    if max_runs is not None and max_runs < 1:
-        raise UserError(
-            f"--max-runs must be >= 1, got {max_runs} (to check a file without training, "
-            "use `keras-ablate plan`)"
-        )
-    check_options(executor, workers, address)
-    _check_owner(exp, exp_dir, source)
-    if any("builder" in s.settings or ":" in s.dataset["name"] for s in all_specs):
-        # The user's code is imported and run once here (TensorFlow with it), so that a module
-        # that fails to import or a builder that returns no keras.Model stops before any write.
-        from keras_ablate.data import load_dataset
-        from keras_ablate.models.user import check_builds
-
-        check_builds(exp, specs, load_dataset)
+    _preflight(exp, specs, all_specs, exp_dir, source, max_runs, executor, workers, address)
     exp_dir.mkdir(parents=True, exist_ok=True)
     _write_experiment_info(exp, all_specs, exp_dir, source)
     return run_grid(
@@ -197,16 +213,94 @@ def run_experiment(
     )
 
 
+def _preflight(
+    exp, specs, all_specs, exp_dir: Path, source: str, max_runs, executor, workers, address
+) -> None:
+    """Every option and the user's code checked before anything is written or locked."""
+    from keras_ablate.runner import check_options
+
+    if max_runs is not None and max_runs < 1:
+        raise UserError(
+            f"--max-runs must be >= 1, got {max_runs} (to check a file without training, "
+            "use `keras-ablate plan`)"
+        )
+    check_options(executor, workers, address)
+    _check_owner(exp, exp_dir, source)
+    if any("builder" in s.settings or ":" in s.dataset["name"] for s in all_specs):
+        # The user's code is imported and run once here (TensorFlow with it), so that a module
+        # that fails to import or a builder that returns no keras.Model stops before any write.
+        from keras_ablate.data import load_dataset
+        from keras_ablate.models.user import check_builds
+
+        check_builds(exp, specs, load_dataset)
+
+
 def planned_info(exp, all_specs, exp_dir: Path, source: str) -> dict:
     """The experiment as planned now, over experiment.json: what `report FILE` reports (only this
     plan's runs, whatever the last `run` planned)."""
     from keras_ablate import store
 
     _check_owner(exp, exp_dir, source)
-    return {
+    info = {
         **store.read_experiment(exp_dir),
         **store.experiment_record(exp, all_specs, source),
     }
+    added = [r for r in store.adaptive_run_ids(exp_dir) if r not in set(info["run_ids"])]
+    if added:  # seeds an adaptive loop added belong to the plan too
+        info["run_ids"] = info["run_ids"] + added
+        info["n_runs"] = len(info["run_ids"])
+    return info
+
+
+def _adaptive_plan(exp, args):
+    """(rule, seeds, specs at max seeds) for adaptive seeds, None otherwise; options checked first."""
+    from keras_ablate.adaptive import rule_for, seed_sequence
+    from keras_ablate.config.expand import expand_seeds
+
+    rule = rule_for(exp, getattr(args, "until_resolved", False), getattr(args, "max_seeds", None))
+    if rule is None:
+        return None
+    for flag, given in (
+        ("--filter", args.filter),
+        ("--max-runs", args.max_runs is not None),
+        ("--rerun", args.rerun),
+        ("--force", args.force),
+    ):
+        if given:
+            raise UserError(
+                f"{flag} cannot be combined with adaptive seeds (--until-resolved or seeds: "
+                "{min, max, until}): the loop decides which runs to train; run without it"
+            )
+    seeds = seed_sequence(exp.seed_list, rule.max)
+    return rule, seeds, expand_seeds(exp, seeds, args.results_dir)
+
+
+def _run_adaptive(exp, exp_dir: Path, all_specs, args, rule, seeds, specs) -> int:
+    from keras_ablate import store
+    from keras_ablate.adaptive import run_until_resolved
+    from keras_ablate.runner import run_grid
+
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    command = "keras-ablate " + " ".join(sys.argv[1:])
+    record = store.experiment_record(exp, all_specs, args.file, command)
+    print(f"adaptive seeds: {rule.describe()}", file=sys.stderr)
+    failed = []
+
+    def run_round(round_specs):
+        outcome = run_grid(
+            round_specs,
+            exp_dir,
+            workers=args.workers,
+            executor=args.executor,
+            address=args.address,
+            resources=exp.resources,
+        )
+        failed.append(outcome.failed)
+
+    run_until_resolved(
+        specs, seeds, rule, exp_dir, record, run_round, say=lambda t: print(t, file=sys.stderr)
+    )
+    return 1 if any(failed) else 0
 
 
 def cmd_status(args) -> int:
@@ -224,10 +318,24 @@ def cmd_status(args) -> int:
             argparse.Namespace(file=args.target, results_dir=args.results_dir), warn=False
         )
         run_ids = [s.run_id for s in all_specs]
+        # Seeds an adaptive loop added belong to the plan too.
+        run_ids += [r for r in store.adaptive_run_ids(exp_dir) if r not in set(run_ids)]
     else:
         raise UserError(f"{target}: no such experiment file or results folder")
     status = grid_status(exp_dir, run_ids)
+    adaptive = store.read_adaptive(exp_dir)
+    if adaptive:
+        from keras_ablate.adaptive import summary_line
+
+        status["adaptive"] = {
+            "stopped": adaptive.get("stopped"),
+            "looks": len(adaptive.get("looks") or []),
+            "seeds_per_arm": adaptive.get("seeds_per_arm"),
+            "summary": summary_line(adaptive),
+        }
     print(json.dumps(status, indent=2) if args.json else format_status(status))
+    if adaptive and not args.json:
+        print(f"adaptive seeds: {status['adaptive']['summary']}")
     for run_id, why in status["unreadable_runs"].items():
         print(
             f"keras-ablate: warning: {exp_dir}/runs/{run_id} cannot be read: {why}", file=sys.stderr

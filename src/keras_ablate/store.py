@@ -5,13 +5,17 @@ results/<experiment>/        experiment_folder(results_dir, name); slug_of(name)
   runs/<run_id>/             one folder per run, renamed into place whole (write_run / read_run)
     spec.json, summary.json, history.parquet, steps.parquet and the probe tables
   progress.json              the runner's heartbeat (progress.py writes it through this module)
+  adaptive.json              seeds added until resolved: each look's decisions, why it stopped
+                             (adaptive.py; write_adaptive / read_adaptive)
   .lock                      held by the runner (experiment_lock)
   logs/                      worker processes' native output (training/process_setup.py)
   tables/ figures/ report.html report.md     the report (report/render.py)
   tuning/<arm>/              keras-tuner's files, trials.parquet, best.yaml, search.json
 
 Imports only the standard library at module level (pandas and pyarrow where a table is read),
-so that config can resolve folders and `plan` stays fast.
+so that config can resolve folders and `plan` stays fast. Over 400 lines because it is the one
+owner of every file of the results folder (adaptive.json joined them): splitting it would give
+a file two writers.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ if TYPE_CHECKING:
 RUNS = "runs"
 EXPERIMENT_FILE = "experiment.json"
 PROGRESS_FILE = "progress.json"
+ADAPTIVE_FILE = "adaptive.json"
 LOCK_FILE = ".lock"
 LOGS = "logs"
 TABLES = "tables"
@@ -137,6 +142,28 @@ def read_experiment(exp_dir: str | Path) -> dict[str, Any]:
     except (OSError, ValueError):
         return {}
     return record if isinstance(record, dict) else {}
+
+
+def write_adaptive(exp_dir: Path, state: dict[str, Any]) -> None:
+    """Write adaptive.json (atomically): the adaptive-seeds loop's looks and decisions."""
+    write_json_atomic(Path(exp_dir) / ADAPTIVE_FILE, state)
+
+
+def read_adaptive(exp_dir: str | Path) -> dict[str, Any]:
+    """adaptive.json as a mapping; {} when there is none or it cannot be read."""
+    try:
+        state = json.loads((Path(exp_dir) / ADAPTIVE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def adaptive_run_ids(exp_dir: str | Path) -> list[str]:
+    """The runs an adaptive loop planned so far (initial seeds and every seed it added)."""
+    run_ids = read_adaptive(exp_dir).get("run_ids")
+    if isinstance(run_ids, list) and all(isinstance(r, str) for r in run_ids):
+        return run_ids
+    return []
 
 
 def run_dir(exp_dir: Path, run_id: str) -> Path:

@@ -58,6 +58,13 @@ def _higher(tables: Tables) -> bool:
     return bool((tables.info.get("derived") or {}).get("higher_is_better", True))
 
 
+def decision_alpha(tables: Tables) -> float:
+    """The level of the report's Holm decisions: 0.05, or for seeds added until resolved the level
+    of each look (stats.alpha_per_look, recorded by adaptive.py in experiment.json)."""
+    adaptive = tables.info.get("adaptive") or {}
+    return float(adaptive.get("alpha_per_look") or stats.ALPHA)
+
+
 def reference_levels(tables: Tables) -> dict:
     """Axis -> reference level: YAML `reference:` when it names a present level, else the first level."""
     wanted = tables.info.get("reference") or {}
@@ -129,7 +136,7 @@ def main_effects(tables: Tables, value: str = "score") -> pd.DataFrame:
     out["level"] = out["level"].astype(object)
     out["reference"] = out["reference"].astype(object)
     min_effect = (tables.info.get("analysis") or {}).get("min_effect")
-    decide(out, min_effect)
+    decide(out, min_effect, decision_alpha(tables))
     add_budget_notes(tables, out)
     out.attrs["interval"] = spec.describe()
     out.attrs["resamples"] = spec.resamples  # P(improvement) is bootstrapped whatever the interval
@@ -155,6 +162,33 @@ def add_budget_notes(tables: Tables, table: pd.DataFrame) -> None:
         )
     table["n_flagged"] = counts_
     table["budget_note"] = notes
+
+
+def pairwise(tables: Tables, value: str = "score", max_levels: int = 6) -> pd.DataFrame:
+    """Every pair of levels (a, b) of each axis with 3 to `max_levels` levels (a 2-level axis has
+    its one pair in main_effects): a - b with its interval, P(a better than b) with its interval,
+    the p-value, and decisions Holm-corrected across all the pairs of the table (decide).
+    Columns as main_effects' differences, with axis, a, b."""
+    runs, rows = tables.runs, []
+    if runs.empty or value not in runs.columns:
+        return pd.DataFrame()
+    spec, bounds = IntervalSpec.from_info(tables.info), _bounds(tables).get(value)
+    for axis in tables.axes:
+        levels = tables.levels[axis]
+        if not 3 <= len(levels) <= max_levels:
+            continue
+        for a, b in itertools.combinations(levels, 2):
+            diff = difference(runs, tables.axes, axis, a, b, value, spec, bounds, _higher(tables))
+            rows.append({"axis": axis, "a": a, "b": b, **diff})
+    if not rows:
+        return pd.DataFrame()
+    out = pd.DataFrame(rows)
+    out[["a", "b"]] = out[["a", "b"]].astype(object)
+    min_effect = (tables.info.get("analysis") or {}).get("min_effect")
+    decide(out, min_effect, decision_alpha(tables))
+    out.attrs["interval"] = spec.describe()
+    out.attrs["resamples"] = spec.resamples
+    return out
 
 
 def decide(
@@ -219,32 +253,11 @@ def difference(
     }
     if _same(level, reference):
         return {**empty, "diff": 0.0, "diff_method": "reference"}
-    usable = runs[np.isfinite(runs[value].to_numpy(dtype=float))]
-    here = usable[usable[axis] == level]
-    there = usable[usable[axis] == reference]
-    if here.empty or there.empty:
+    sample = samples(runs, axes, axis, level, reference, value)
+    if sample is None:
         return empty
-    keys = [a for a in axes if a != axis] + ["seed"]
-    left = here.groupby(keys, observed=True)[value].mean()
-    right = there.groupby(keys, observed=True)[value].mean()
-    matched = pd.concat({"a": left, "b": right}, axis=1).dropna()
-    paired = len(matched) >= 2
-    if paired:
-        a, b = matched["a"].to_numpy(float), matched["b"].to_numpy(float)
-        seeds = matched.index.get_level_values("seed").nunique()
-        sd = float(np.std(a - b, ddof=1))
-        per_seed, n, method = len(matched) / max(seeds, 1), len(matched), "paired"
-    else:
-        a, b = here[value].to_numpy(float), there[value].to_numpy(float)
-        sd = (
-            math.sqrt((np.var(a, ddof=1) + np.var(b, ddof=1)) / 2)
-            if min(len(a), len(b)) > 1
-            else np.nan
-        )
-        per_seed = min(
-            len(a) / max(here["seed"].nunique(), 1), len(b) / max(there["seed"].nunique(), 1)
-        )
-        n, method = len(a) + len(b), "welch" if spec.kind == "t" else "unpaired"
+    a, b, paired, sd, per_seed, n = sample
+    method = "paired" if paired else ("welch" if spec.kind == "t" else "unpaired")
     est = stats.difference_estimate(a, b, paired, spec, bounds)
     better = stats.probability_of_improvement(a, b, paired, spec, higher_is_better)
     return {
@@ -262,6 +275,61 @@ def difference(
         "diff_sd": sd,
         "diff_per_seed": float(per_seed),
     }
+
+
+def samples(runs: pd.DataFrame, axes: list[str], axis: str, level, reference, value: str):
+    """The runs compared by `level` vs `reference` of `axis`: (a, b, paired, sd, per_seed, n), or
+    None when a side has no finite value. Paired (a[i], b[i] matched: same other axes and seed)
+    where at least 2 pairs exist, else the two groups; sd is that of the pair differences or the
+    pooled one; per_seed the pairs (runs per arm) one seed gives; n the pairs or runs compared."""
+    usable = runs[np.isfinite(runs[value].to_numpy(dtype=float))]
+    here = usable[usable[axis] == level]
+    there = usable[usable[axis] == reference]
+    if here.empty or there.empty:
+        return None
+    keys = [a for a in axes if a != axis] + ["seed"]
+    left = here.groupby(keys, observed=True)[value].mean()
+    right = there.groupby(keys, observed=True)[value].mean()
+    matched = pd.concat({"a": left, "b": right}, axis=1).dropna()
+    if len(matched) >= 2:
+        a, b = matched["a"].to_numpy(float), matched["b"].to_numpy(float)
+        seeds = matched.index.get_level_values("seed").nunique()
+        sd = float(np.std(a - b, ddof=1))
+        return a, b, True, sd, len(matched) / max(seeds, 1), len(matched)
+    a, b = here[value].to_numpy(float), there[value].to_numpy(float)
+    sd = (
+        math.sqrt((np.var(a, ddof=1) + np.var(b, ddof=1)) / 2)
+        if min(len(a), len(b)) > 1
+        else np.nan
+    )
+    per_seed = min(
+        len(a) / max(here["seed"].nunique(), 1), len(b) / max(there["seed"].nunique(), 1)
+    )
+    return a, b, False, sd, per_seed, len(a) + len(b)
+
+
+def reference_tests(tables: Tables, value: str = "score") -> pd.DataFrame:
+    """Per axis and non-reference level: the p-value of the difference from the reference (the
+    family main_effects corrects), without intervals: axis, level, reference, diff, p_value, n."""
+    runs, rows = tables.runs, []
+    if runs.empty or value not in runs.columns:
+        return pd.DataFrame(columns=["axis", "level", "reference", "diff", "p_value", "n"])
+    reference = reference_levels(tables)
+    for axis in tables.axes:
+        for level in tables.levels[axis]:
+            if _same(level, reference[axis]):
+                continue
+            sample = samples(runs, tables.axes, axis, level, reference[axis], value)
+            p, diff, n = math.nan, math.nan, 0
+            if sample is not None:
+                a, b, paired, _, _, n = sample
+                p = stats.difference_p_value(a, b, paired)
+                diff = float(a.mean() - b.mean())
+            rows.append(
+                {"axis": axis, "level": level, "reference": reference[axis], "diff": diff,
+                 "p_value": p, "n": n}
+            )  # fmt: skip
+    return pd.DataFrame(rows, columns=["axis", "level", "reference", "diff", "p_value", "n"])
 
 
 def interactions(tables: Tables, value: str = "score") -> dict[tuple[str, str], pd.DataFrame]:

@@ -83,6 +83,26 @@ def write_experiment(
     return [spec.run_id for spec in specs]
 
 
+def write_runs(
+    exp_dir: str | Path,
+    specs: list[RunSpec],
+    effect: Callable[[dict], float] = default_effect,
+    noise: float = 0.02,
+    epochs: int = 3,
+    steps_per_epoch: int = 4,
+) -> None:
+    """Write simulated records for these specs (a stand-in for training: a test's `run_round`).
+    Each run's noise is seeded by its run id, so the same spec always gets the same records."""
+    for spec in specs:
+        if store.run_status(Path(exp_dir), spec.run_id) in store.DONE_STATUSES:
+            continue
+        rng = np.random.default_rng(int(spec.run_id[:12], 16))
+        summary, tables = _records(
+            spec, rng, epochs, steps_per_epoch, LAYERS, effect, lambda axes: 0.0, noise
+        )
+        store.write_run(Path(exp_dir), spec, summary, tables)
+
+
 def _spec(name: str, axes: dict, seed: int, epochs: int) -> RunSpec:
     settings = {
         "architecture": "lstm",

@@ -334,16 +334,21 @@ def difference_p_value(a, b, paired: bool) -> float:
 
 def holm(p_values, alpha: float = ALPHA) -> tuple[np.ndarray, np.ndarray]:
     """(reject, adjusted p) after Holm's step-down correction over the finite p-values (the
-    family); NaN p-values are left out of the family, never rejected, adjusted to NaN."""
-    from statsmodels.stats.multitest import multipletests
-
+    family); NaN p-values are left out of the family, never rejected, adjusted to NaN. The
+    adjusted p of the i-th smallest of m is max over j <= i of min(1, (m - j + 1) p_(j)); a
+    p-value is rejected where its adjusted one is <= alpha (statsmodels' multipletests 'holm'
+    gives the same numbers, test_stats checks it, but takes ~0.1 s a call: the adaptive loop and
+    its simulations call this thousands of times)."""
     p = np.asarray(p_values, float)
     reject = np.zeros(len(p), dtype=bool)
     adjusted = np.full(len(p), np.nan)
-    finite = np.isfinite(p)
-    if finite.any():
-        r, adj, _, _ = multipletests(p[finite], alpha=alpha, method="holm")
-        reject[finite], adjusted[finite] = r, adj
+    finite = np.flatnonzero(np.isfinite(p))
+    if len(finite):
+        m = len(finite)
+        order = finite[np.argsort(p[finite], kind="mergesort")]
+        steps = np.minimum(1.0, (m - np.arange(m)) * p[order])
+        adjusted[order] = np.maximum.accumulate(steps)
+        reject[order] = adjusted[order] <= alpha
     return reject, adjusted
 
 
@@ -361,7 +366,97 @@ def seeds_needed(
     return max(2, math.ceil(n - 1e-9))
 
 
+def looks(min_seeds: int, max_seeds: int, step: int = 1) -> int:
+    """How many times an adaptive run can look at its comparisons: at min_seeds, then after every
+    round of `step` more seeds, up to max_seeds: 1 + ceil((max - min) / step)."""
+    return 1 + math.ceil(max(max_seeds - min_seeds, 0) / max(step, 1))
+
+
+def alpha_per_look(alpha: float, n_looks: int) -> float:
+    """The level each look's Holm correction runs at: alpha / n_looks (Bonferroni over the looks).
+
+    A comparison is declared resolved at the first look whose Holm correction rejects it. A false
+    "resolved" anywhere is the union of one per look; each look's Holm keeps its own chance below
+    alpha / n_looks whatever the looks share, so the union stays below alpha however the stopping
+    depends on earlier looks (a conservative Pocock-like boundary: every look at the same level)."""
+    return alpha / max(int(n_looks), 1)
+
+
+@dataclass
+class Ranking:
+    """Friedman test over blocks and Nemenyi's critical difference of mean ranks (Demsar 2006)."""
+
+    mean_ranks: np.ndarray  # rank 1 = best, ties share the average rank
+    statistic: float  # Friedman chi-square
+    p_value: float
+    critical_difference: float  # two mean ranks further apart than this differ (alpha)
+    blocks: int
+
+
+def friedman_nemenyi(values, higher_is_better: bool = True, alpha: float = ALPHA) -> Ranking | None:
+    """Rank k treatments within each of N blocks (rows of `values`, N x k, finite) and test them:
+    Friedman's chi-square (scipy.stats.friedmanchisquare, tie-corrected) and Nemenyi's critical
+    difference CD = q_alpha sqrt(k (k + 1) / (6 N)), q_alpha the studentized range quantile for k
+    groups and infinite degrees of freedom over sqrt(2) (Demsar's table: 2.343 for k = 3, 2.569
+    for 4). None below 3 treatments or 2 blocks."""
+    x = np.asarray(values, float)
+    if x.ndim != 2 or x.shape[1] < 3 or x.shape[0] < 2 or not np.all(np.isfinite(x)):
+        return None
+    n, k = x.shape
+    ranks = stats.rankdata(-x if higher_is_better else x, axis=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = stats.friedmanchisquare(*x.T)
+    q = stats.studentized_range.ppf(1 - alpha, k, np.inf) / math.sqrt(2)
+    cd = float(q * math.sqrt(k * (k + 1) / (6 * n)))
+    return Ranking(ranks.mean(axis=0), float(result.statistic), float(result.pvalue), cd, n)
+
+
+def performance_profile(values, thresholds, higher_is_better: bool = True) -> np.ndarray:
+    """The share of `values` at or beyond each threshold (score >= tau; <= tau when lower is
+    better): rliable's performance profile over runs (Agarwal et al. 2021), without its bands."""
+    x = np.asarray(values, float)
+    x = x[np.isfinite(x)]
+    t = np.asarray(thresholds, float)
+    if not len(x):
+        return np.full(len(t), np.nan)
+    hit = x[None, :] >= t[:, None] if higher_is_better else x[None, :] <= t[:, None]
+    return hit.mean(axis=1)
+
+
 # ---------------------------------------------------------------- per group
+
+
+def mean_bands(
+    groups: list, spec: IntervalSpec, bounds: tuple[float, float] | None = None
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """(low, high, method) of the mean of each group, as mean_estimate gives them, computed fast
+    for figure bands: the bootstrap groups of one size are resampled in one vectorized call (BCa,
+    or percentile for that whole size when a BCa bound is not finite), every bound is kept in
+    `bounds`. Finite values only; fewer than 2 give NaN bounds."""
+    low, high = np.full(len(groups), np.nan), np.full(len(groups), np.nan)
+    methods = [""] * len(groups)
+    by_size: dict[int, list[int]] = {}
+    clean = [np.asarray(g, float)[np.isfinite(np.asarray(g, float))] for g in groups]
+    for i, x in enumerate(clean):
+        if len(x) < 2:
+            continue
+        if np.all(x == x[0]):
+            low[i], high[i], methods[i] = x[0], x[0], "constant"
+        elif spec.kind == "t" or len(x) < BOOTSTRAP_MIN:
+            low[i], high[i] = mean_interval(x, spec.confidence)
+            methods[i] = "t" if spec.kind == "t" else f"t (n<{BOOTSTRAP_MIN})"
+        else:
+            by_size.setdefault(len(x), []).append(i)
+    for index in by_size.values():
+        stacked = np.stack([clean[i] for i in index])
+        lows, highs, method = bootstrap_interval((stacked,), _mean, spec)
+        low[index], high[index] = lows, highs
+        for i in index:
+            methods[i] = method
+    if bounds is not None:
+        low, high = np.maximum(low, bounds[0]), np.minimum(high, bounds[1])
+    return low, high, methods
 
 
 def group_intervals(

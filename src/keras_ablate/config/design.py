@@ -15,6 +15,8 @@ MAX_RUNS = 100_000
 
 def check_seeds(exp: Experiment, loc: Locator) -> list[int]:
     """The seed list, each a valid Keras/NumPy seed, none twice (checked before any run exists)."""
+    if exp.adaptive is not None:
+        return exp.seed_list
     if isinstance(exp.seeds, int):
         if not 1 <= exp.seeds <= MAX_RUNS:
             raise loc.error(

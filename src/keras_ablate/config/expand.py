@@ -6,6 +6,7 @@ architectures and params are config/usermodels.py.
 Stages, in the order their errors are reported: the dataset, base, grid axes, exclude rules,
 reference levels, the tune: section, seeds and plan size, then the design points, each merged
 (defaults < base < base_from (tuned) < grid), validated and given a run_id.
+Over 400 lines because the stages are one pipeline read top to bottom, each with its located errors.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from keras_ablate.config.schema import (
     PARAMS_PREFIX,
     SETTING_KEYS,
     USER_MODELS,
+    AdaptiveSeeds,
     AnalysisSection,
     DatasetSection,
     Experiment,
@@ -84,6 +86,12 @@ def parse_experiment(
     if not isinstance(raw, dict):
         raise loc.error((), "the file must be a mapping with at least 'name' and 'dataset'")
     raw = flatten_params(raw, loc)
+    if isinstance(raw.get("seeds"), dict):
+        # Checked on its own, so an error names seeds.<key> and the valid keys, not the union.
+        try:
+            AdaptiveSeeds.model_validate(raw["seeds"])
+        except ValidationError as exc:
+            raise_validation(loc, ("seeds",), exc, AdaptiveSeeds)
     try:
         exp = Experiment.model_validate(raw)
     except ValidationError as exc:
@@ -141,7 +149,9 @@ def _expand(exp, loc, results_dir, use_base_from, base_dir) -> list[RunSpec]:
         tuning.search_space(exp, loc)
     rates = _protocol_stage(exp, loc, axes)
     seeds = check_seeds(exp, loc)
-    check_plan_size(axes, exp.design, len(seeds) * max(len(rates), 1), loc)
+    # An adaptive plan is checked at its largest: every arm at `max` seeds.
+    most = exp.adaptive.max if exp.adaptive else len(seeds)
+    check_plan_size(axes, exp.design, most * max(len(rates), 1), loc)
     combos = list(design_points(axes, exp.design))
     tuned = (
         tuning.tuned_values(exp, combos, loc, results_dir)
@@ -156,6 +166,13 @@ def _expand(exp, loc, results_dir, use_base_from, base_dir) -> list[RunSpec]:
         raise loc.error(("exclude",), "every run of the grid is excluded: nothing to run")
     exp._warnings = [_batch_warning(loc, exp, batch, n) for batch, n in sorted(small_data)]
     return specs
+
+
+def expand_seeds(
+    exp: Experiment, seeds: list[int], results_dir: str | Path = "results"
+) -> list[RunSpec]:
+    """The plan with these seeds in place of the file's (adaptive seeds plan up to their max)."""
+    return expand(exp.model_copy(update={"seeds": list(seeds)}), results_dir=results_dir)
 
 
 def _contexts(exp: Experiment, key: str) -> list[dict] | None:

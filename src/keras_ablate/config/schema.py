@@ -1,4 +1,8 @@
-"""The experiment file's schema (pydantic) and the RunSpec every later stage receives."""
+"""The experiment file's schema (pydantic) and the RunSpec every later stage receives.
+
+Over 400 lines because every section of the file (seeds: {min, max, until} included) is one
+model here, so that one file is the whole schema a user can write.
+"""
 
 from __future__ import annotations
 
@@ -220,6 +224,29 @@ class AnalysisSection(BaseModel):
     )
 
 
+class AdaptiveSeeds(BaseModel):
+    """`seeds: {min: 3, max: 10, until: resolved}`: run `min` seeds, then add `step` seeds per round
+    to the arms of unresolved comparisons until all are resolved or `max` is reached (adaptive.py;
+    the error-control rule is in analysis/sequential.py)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min: int = Field(3, ge=2, le=1000, description="seeds every arm gets before the first look")
+    max: int = Field(10, ge=2, le=1000, description="most seeds an arm gets")
+    until: Literal["resolved"] = Field(
+        "resolved", description="stop when every comparison is resolved (the only rule)"
+    )
+    step: int = Field(1, ge=1, le=100, description="seeds added per round to an unresolved arm")
+
+    @field_validator("max")
+    @classmethod
+    def _max_at_least_min(cls, v: int, info: ValidationInfo) -> int:
+        low = info.data.get("min")
+        if low is not None and v < low:
+            raise ValueError(f"max ({v}) must be at least min ({low})")
+        return v
+
+
 class ResourcesSection(BaseModel):
     """The `resources:` section: what one run needs (runner.py, executors.py)."""
 
@@ -289,7 +316,10 @@ class Experiment(BaseModel):
     dataset: DatasetSection
     base: dict[str, Any] = Field(default_factory=dict)
     grid: dict[str, list[Any]] = Field(default_factory=dict)
-    seeds: list[int] | int = Field(default_factory=lambda: [0])
+    seeds: list[int] | int | AdaptiveSeeds = Field(
+        default_factory=lambda: [0],
+        description="a list of seeds, a count N (seeds 0 .. N-1) or {min, max, until: resolved}",
+    )
     exclude: list[dict[str, Any]] = Field(default_factory=list)
     design: Literal["factorial", "one_at_a_time"] = "factorial"
     reference: dict[str, Any] = Field(default_factory=dict, description="reference level per axis")
@@ -329,7 +359,15 @@ class Experiment(BaseModel):
 
     @property
     def seed_list(self) -> list[int]:
+        """The seeds every arm runs (for adaptive seeds, the first `min`)."""
+        if isinstance(self.seeds, AdaptiveSeeds):
+            return list(range(self.seeds.min))
         return list(range(self.seeds)) if isinstance(self.seeds, int) else list(self.seeds)
+
+    @property
+    def adaptive(self) -> AdaptiveSeeds | None:
+        """The adaptive-seeds rule of `seeds: {min, max, until}`, else None."""
+        return self.seeds if isinstance(self.seeds, AdaptiveSeeds) else None
 
     @property
     def slug(self) -> str:

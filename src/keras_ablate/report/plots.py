@@ -2,8 +2,9 @@
 
 Colours: `level_colors(tables)` gives every level of every axis one colour, derived only from
 the axis's levels in plan order, so a level has the same colour in every figure (instrument
-figures should use it too). Bands and error bars are the 95 % t intervals of analysis.stats over
-group means, never seaborn's bootstrap (which would be slow at 1000 runs). Heatmaps: heatmaps.py.
+figures should use it too). Bands and error bars are the intervals the tables use (analysis.stats:
+bootstrap by default, `analysis.interval: t` for Student t), kept in the metric's range and
+computed in one vectorized bootstrap per group size (stats.mean_bands), never seaborn's. Heatmaps: heatmaps.py.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
+from keras_ablate import scoring  # noqa: E402
 from keras_ablate.analysis import budgets, effects, stats  # noqa: E402
 from keras_ablate.analysis.tables import Tables  # noqa: E402
 
@@ -58,26 +60,36 @@ def panel_levels(tables: Tables, axis: str | None) -> list:
     return tables.levels[axis][:MAX_PANELS] if axis else [None]
 
 
-# Below this many runs a t interval is mostly the t quantile (12.7 for 2 runs): draw the
-# range of the runs instead, so a band never claims values no run came near.
+# Below this many runs any interval is mostly its quantile (t: 12.7 for 2 runs): draw the range of
+# the runs instead, so a band never claims values no run came near.
 MIN_RUNS_FOR_T_BAND = 3
 
 
-def _mean_band(data: pd.DataFrame, keys: list[str], x: str) -> pd.DataFrame:
-    """Mean and band of `value` per keys + x: the 95 % t interval over the runs in each group,
-    or the runs' min-max range where the group has fewer than MIN_RUNS_FOR_T_BAND runs."""
-    by = [*keys, x]
-    out = stats.group_intervals(data, by, ["value"]).drop(columns="metric")
-    spread = (
-        data.groupby(by, observed=True)["value"].agg(["min", "max"]).reset_index()
-        if by
-        else pd.DataFrame({"min": [data["value"].min()], "max": [data["value"].max()]})
+def band_text(tables: Tables) -> str:
+    """What a band is, for the captions: the tables' interval, its resamples, the range rule."""
+    spec = stats.IntervalSpec.from_info(tables.info)
+    if spec.kind == "t":
+        return "95 % Student t band over runs"
+    return (
+        f"95 % bootstrap band over runs (BCa at the expanded level, {spec.resamples} resamples; "
+        f"Student t below {stats.BOOTSTRAP_MIN} runs)"
     )
-    out = out.merge(spread, on=by, how="left") if by else out.assign(**spread.iloc[0])
-    few = out["n"] < MIN_RUNS_FOR_T_BAND
+
+
+def _mean_band(data: pd.DataFrame, keys: list[str], x: str, spec=None, bounds=None) -> pd.DataFrame:
+    """Mean and band of `value` per keys + x: the interval of the tables (`spec`, analysis.stats;
+    bootstrap by default) kept inside `bounds`, or the runs' min-max range where the group has
+    fewer than MIN_RUNS_FOR_T_BAND runs."""
+    spec = spec or stats.IntervalSpec()
+    by = [*keys, x]
+    grouped = data.groupby(by, observed=True)["value"]
+    out = grouped.agg(["count", "mean", "min", "max"]).rename(columns={"count": "n"})
+    low, high, _ = stats.mean_bands([g.to_numpy() for _, g in grouped], spec, bounds)
+    out["ci_low"], out["ci_high"] = low, high
+    few = (out["n"] < MIN_RUNS_FOR_T_BAND).to_numpy()
     out.loc[few, "ci_low"] = out.loc[few, "min"]
     out.loc[few, "ci_high"] = out.loc[few, "max"]
-    return out.drop(columns=["min", "max"])
+    return out.drop(columns=["min", "max"]).reset_index()
 
 
 def _line_grid(
@@ -90,6 +102,7 @@ def _line_grid(
     threshold=None,
     references: tuple = (),
     flagged: set | None = None,
+    bounds: tuple[float, float] | None = None,
 ):
     """Panels row x col; one line per hue level with its band. With `log`, values are log10 and the
     band (geometric mean and interval) is drawn back on a log axis. `references`: (value, label,
@@ -98,7 +111,7 @@ def _line_grid(
     flagged = flagged or set()
     hue, col, row = role["hue"], role["col"], role["row"]
     keys = [k for k in (hue, col, row) if k]
-    band = _mean_band(data, keys, x)
+    band = _mean_band(data, keys, x, stats.IntervalSpec.from_info(tables.info), bounds)
     if log:
         band[["mean", "ci_low", "ci_high"]] = 10.0 ** band[["mean", "ci_low", "ci_high"]]
     cols, rows = panel_levels(tables, col), panel_levels(tables, row)
@@ -166,7 +179,7 @@ def _with_axes(frame: pd.DataFrame, tables: Tables, keys: list[str]) -> pd.DataF
 
 
 def convergence(tables: Tables):
-    """The comparison metric per epoch: mean over seeds (and pooled axes) with a 95 % t band."""
+    """The comparison metric per epoch: mean over seeds (and pooled axes) with the tables' band."""
     derived = tables.info.get("derived", {})
     # The curve of the comparison metric (for a test/ metric, its validation series).
     metric = derived.get("curve_metric", derived.get("metric", "val/loss"))
@@ -185,6 +198,7 @@ def convergence(tables: Tables):
         role,
         references=_accuracy_levels(tables, metric),
         flagged=flagged_lines(tables, role),
+        bounds=scoring.metric_range(metric),
     )
 
 

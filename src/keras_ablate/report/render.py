@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from keras_ablate import store
+from keras_ablate.adaptive import summary_line as adaptive_summary
 from keras_ablate.analysis import baselines, budgets, effects
 from keras_ablate.analysis.tables import Tables, load
 from keras_ablate.report import (
@@ -19,6 +20,7 @@ from keras_ablate.report import (
     instrument_plots,
     plots,
     protocol_section,
+    rankings,
     sections,
 )
 from keras_ablate.report.templating import environment
@@ -101,17 +103,23 @@ def _levels(runs: pd.DataFrame, metric: str) -> dict:
     }
 
 
-def figure_specs() -> list[tuple]:
+def figure_specs(tables: Tables | None = None) -> list[tuple]:
     """Every figure of the report, in report order: (slug, title, function(tables), caption); the
     function returns a matplotlib Figure, or None when the tables hold nothing to draw. Append one
-    to add a figure (keras_ablate.figures offers each by its slug in a notebook)."""
+    to add a figure (keras_ablate.figures offers each by its slug in a notebook). With `tables`,
+    the captions name their interval (plots.band_text)."""
+    band = (
+        plots.band_text(tables)
+        if tables is not None
+        else "95 % interval (the report's: a bootstrap over runs by default)"
+    )
     return [
         (
             "convergence",
             "Convergence",
             plots.convergence,
-            "The comparison metric per epoch: mean over seeds (and over axes not shown) with a 95 % t band "
-            "(the runs' min-max range where fewer than 3 runs share a point). "
+            f"The comparison metric per epoch: mean over seeds (and over axes not shown) with a {band}, "
+            "kept inside the metric's range (the runs' min-max range where fewer than 3 runs share a point). "
             "Look for arms that stall near the starting value (no learning), arms that get there in fewer "
             "epochs, and wide bands (seed-to-seed noise larger than the gap between arms). For an "
             "accuracy, grey lines mark chance (dotted) and the majority-class share (dash-dot) when all "
@@ -124,7 +132,7 @@ def figure_specs() -> list[tuple]:
             "Global gradient norm",
             plots.gradient_norms,
             "Global gradient norm before clipping on a log axis, in bins of steps: geometric mean over runs "
-            "with a 95 % t band (taken on log10; the runs' range below 3 runs); the dashed line is the clip threshold of that panel. Spikes far above the "
+            f"with a {band} (taken on log10; the runs' range below 3 runs); the dashed line is the clip threshold of that panel. Spikes far above the "
             "line are explosions that clipping cut; a curve falling by decades is a vanishing signal; "
             "curves that end early belong to runs that diverged.",
         ),
@@ -164,6 +172,8 @@ def figure_specs() -> list[tuple]:
             "within budget (†).",
         ),
         *budget_section.FIGURES,
+        # Whole distributions of runs: performance profile and critical-difference ranking.
+        *rankings.FIGURES,
         # Probe instruments (issue 3): gradients through time and depth, clipping, units, gates.
         *instrument_plots.FIGURES,
         (
@@ -179,7 +189,7 @@ def make_figures(tables: Tables, fig_dir: Path) -> list[Figure]:
     """Draw every figure of figure_specs that has data into fig_dir."""
     fig_dir.mkdir(parents=True, exist_ok=True)
     figures = []
-    for slug, title, fn, caption in figure_specs():
+    for slug, title, fn, caption in figure_specs(tables):
         fig = fn(tables)
         if fig is None:
             continue
@@ -238,6 +248,8 @@ def build_report(exp_dir: str | Path, info: dict | None = None) -> dict:
         "protocol": protocol_section.protocol_section(tables),
         "budgets": budget_section.budget_section(tables),
         "factors": sections.factor_tables(main, (info.get("analysis") or {}).get("min_effect")),
+        "pairwise": sections.pairwise_tables(effects.pairwise(tables)),
+        "adaptive": adaptive_summary(store.read_adaptive(exp_dir)),
         "interactions": sections.interaction_tables(tables),
         "anova": sections.anova_table(tables),
         "configurations": sections.config_table(tables, configs),

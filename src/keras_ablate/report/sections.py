@@ -74,16 +74,20 @@ def seeds_text(record: dict, min_effect) -> str:
 def method_note(main: pd.DataFrame) -> dict:
     """What the effect tables say about their intervals and decisions."""
     family = int(main.attrs.get("family", 0)) if not main.empty else 0
+    alpha = float(main.attrs.get("alpha", 0.05)) if not main.empty else 0.05
+    level = f"{alpha:.3g}" + (
+        " (0.05 split over the adaptive seeds' looks)" if alpha < 0.05 else ""
+    )
     return {
         "interval": main.attrs.get("interval", "") if not main.empty else "",
         "family": family,
         "decision": (
             f"Holm-corrected across {family} comparisons: a difference is resolved (yes) where its "
             "Holm-adjusted p-value (paired t test over matched runs, Welch's t test otherwise) is "
-            "below 0.05; the intervals shown are the uncorrected 95 % intervals, P(better) is the "
+            f"below {level}; the intervals shown are the uncorrected 95 % intervals, P(better) is the "
             "probability that a run at the level beats one at the reference (ties 1/2) with its "
             f"bootstrap interval ({main.attrs.get('resamples', '')} resamples), and seeds needed is per arm, for 80 % power at the strictest Holm "
-            f"level 0.05 / {family} (normal approximation)."
+            f"level {alpha:.3g} / {family} (normal approximation)."
         ),
     }
 
@@ -252,6 +256,29 @@ def factor_tables(main: pd.DataFrame, min_effect=None) -> list[dict]:
             }
         )
     return out
+
+
+def pairwise_tables(pairs: pd.DataFrame) -> dict:
+    """Per axis with 3-6 levels: every pair of levels, the difference [CI], P(first better) [CI]
+    and the decision Holm-corrected across every pair shown ({'family', 'tables'})."""
+    if pairs.empty:
+        return {"family": 0, "tables": []}
+    out = []
+    for axis, rows in pairs.groupby("axis", sort=False):
+        body = [
+            {
+                "pair": f"{r['a']} vs {r['b']}",
+                "difference [95% CI]": ci_text(r["diff"], r["diff_low"], r["diff_high"]),
+                "interval": f"{r['diff_method']}, {r['diff_interval']}"
+                + (", cut to range" if r.get("diff_clipped") else ""),
+                "P(first better) [95% CI]": better_text(r),
+                "p (Holm)": num(r.get("p_holm", math.nan), 3),
+                "differs (Holm)": decision_text(r),
+            }
+            for r in rows.to_dict("records")
+        ]
+        out.append({"axis": axis, "columns": list(body[0]), "rows": body})
+    return {"family": int(pairs.attrs.get("family", 0)), "tables": out}
 
 
 def interaction_tables(tables: Tables) -> list[dict]:
