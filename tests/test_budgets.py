@@ -299,3 +299,16 @@ def test_interaction_cells_holding_a_flagged_arm_are_marked(tmp_path):
     cells = {row["level"]: [row[c] for c in table["columns"]] for row in table["rows"]}
     assert all(cell.endswith("†") for cell in cells["rnn"])
     assert not any("†" in cell for cell in cells["gru"] + cells["lstm"])
+
+
+def test_an_effects_budget_note_names_three_arms_and_counts_the_rest(monkeypatch):
+    from keras_ablate.analysis import budgets, effects
+
+    arms = [f"architecture=rnn, seed_arm={i}" for i in range(5)]
+    monkeypatch.setattr(budgets, "flagged_labels", lambda tables, where: arms)
+    table = pd.DataFrame([{"axis": "architecture", "level": "rnn", "reference": "cnn"}])
+    effects.add_budget_notes(None, table)
+    note = table.loc[0, "budget_note"]
+    assert table.loc[0, "n_flagged"] == 5
+    assert all(a in note for a in arms[:3]) and arms[3] not in note
+    assert "and 2 more: see Budgets" in note

@@ -156,7 +156,8 @@ def add_budget_notes(tables: Tables, table: pd.DataFrame) -> None:
         counts_.append(len(flagged))
         notes.append(
             f"{budgets.FLAG} {budgets.BUDGET_NOTE}: {len(flagged)} arm(s) involved "
-            f"{budgets.FLAG_TEXT} ({'; '.join(flagged)})"
+            f"{budgets.FLAG_TEXT} ({'; '.join(flagged[:3])}"
+            f"{f'; and {len(flagged) - 3} more: see Budgets' if len(flagged) > 3 else ''})"
             if flagged
             else ""
         )

@@ -316,20 +316,23 @@ def probability_of_improvement(
 
 def difference_p_value(a, b, paired: bool) -> float:
     """Two-sided p-value of mean(a) = mean(b): paired t test of the differences, else Welch's t
-    test. A constant nonzero difference gives 0, a constant zero one 1; NaN below 2 values."""
+    test. A constant nonzero difference gives 0, a constant zero one 1; NaN below 2 values.
+    Nearly equal values (scipy's "precision loss" warning) give scipy's p-value, unwarned."""
     xa, xb = np.asarray(a, float), np.asarray(b, float)
-    if paired:
-        d = xa - xb
-        if len(d) < 2:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        if paired:
+            d = xa - xb
+            if len(d) < 2:
+                return math.nan
+            if np.all(d == d[0]):
+                return 0.0 if d[0] != 0 else 1.0
+            return float(stats.ttest_1samp(d, 0.0).pvalue)
+        if len(xa) < 2 or len(xb) < 2:
             return math.nan
-        if np.all(d == d[0]):
-            return 0.0 if d[0] != 0 else 1.0
-        return float(stats.ttest_1samp(d, 0.0).pvalue)
-    if len(xa) < 2 or len(xb) < 2:
-        return math.nan
-    if xa.var() == 0 and xb.var() == 0:
-        return 0.0 if xa[0] != xb[0] else 1.0
-    return float(stats.ttest_ind(xa, xb, equal_var=False).pvalue)
+        if xa.var() == 0 and xb.var() == 0:
+            return 0.0 if xa[0] != xb[0] else 1.0
+        return float(stats.ttest_ind(xa, xb, equal_var=False).pvalue)
 
 
 def holm(p_values, alpha: float = ALPHA) -> tuple[np.ndarray, np.ndarray]:
