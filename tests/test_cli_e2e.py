@@ -94,10 +94,10 @@ def test_failed_run_is_recorded_does_not_stop_the_grid_and_is_retried(
 
     real = models.build_model
 
-    def broken(settings, dataset):
+    def broken(settings, dataset, base_dir=None):
         if settings["architecture"] == "rnn":
             raise RuntimeError("boom in the builder")
-        return real(settings, dataset)
+        return real(settings, dataset, base_dir)
 
     monkeypatch.setattr(models, "build_model", broken)
     monkeypatch.setattr("keras_ablate.training.loop.build_model", broken)
