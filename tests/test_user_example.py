@@ -8,6 +8,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -76,3 +77,19 @@ def test_the_user_model_example_runs_and_reports_its_gradients(tmp_path, monkeyp
     figure = timestep_profiles(load(exp_dir))
     labels = {text.get_text() for text in figure.legends[0].get_texts()}
     assert {"forward", "backward", "params.merge_mode=sum"} <= labels, labels
+
+    # An arm that did not learn within budget gets the flag at the end of its trained line: one
+    # per arm (its runs over seeds are one line); none when no arm is flagged.
+    from keras_ablate.analysis import budgets
+
+    def marks(flag_all: bool) -> int:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(
+                budgets, "run_flags", lambda tables, runs=None: np.full(len(tables.runs), flag_all)
+            )
+            figure = timestep_profiles(load(exp_dir))
+        return sum(t.get_text() == budgets.FLAG for ax in figure.axes for t in ax.texts)
+
+    tables = load(exp_dir)
+    arms = len(tables.runs[tables.axes].drop_duplicates())
+    assert arms >= 2 and (marks(True), marks(False)) == (arms, 0)

@@ -11,7 +11,10 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 
-from keras_ablate.analysis import instruments  # noqa: E402
+from keras_ablate.analysis import (
+    budgets,  # noqa: E402
+    instruments,  # noqa: E402
+)
 from keras_ablate.config.levels import parse_clip  # noqa: E402
 from keras_ablate.report.plots import level_colors  # noqa: E402
 
@@ -107,6 +110,34 @@ def _log_norm_by_configuration(tables, frame: pd.DataFrame, x: str) -> pd.DataFr
     return _seed_mean(data, [*keys, "when", x], "log_norm")
 
 
+def mark_flagged(g, tables, data: pd.DataFrame, x: str) -> int:
+    """Write the budget flag (analysis.budgets.FLAG) at the end of every line, in the rows after
+    training, of a configuration that holds an arm which did not learn within budget. Returns
+    how many lines were marked."""
+    runs = getattr(tables, "runs", None)
+    if runs is None or runs.empty or "configuration" not in data.columns:
+        return 0
+    settings = _settings(tables)
+    flagged = settings[budgets.run_flags(tables, runs)]
+    keys = [c for c in ("architecture", "configuration") if c in data.columns]
+    hits = {tuple(r[k] for k in keys) for r in flagged.to_dict("records")}
+    marked = 0
+    for key, ax in g.axes_dict.items():
+        row, col = key if isinstance(key, tuple) else (key, None)
+        if row != "final":
+            continue
+        here = data[data["when"] == "final"]
+        if col is not None and "architecture" in here.columns:
+            here = here[here["architecture"] == col]
+        for label, line in here.groupby(keys, observed=True):
+            if tuple(label if isinstance(label, tuple) else (label,)) not in hits:
+                continue
+            end = line.sort_values(x).iloc[-1]
+            ax.annotate(budgets.FLAG, (end[x], end["log_norm"]), fontsize=9, color="0.3")
+            marked += 1
+    return marked
+
+
 def timestep_profiles(tables):
     """log10 ||dL/dh_t|| vs distance from the output, top recurrent layer, at init and after training."""
     timesteps = probe_table(tables, "timesteps")
@@ -133,6 +164,7 @@ def timestep_profiles(tables):
     )  # fmt: skip
     g.set_axis_labels("distance from the output (steps)", "log10 ||dL/dh_t||")
     g.set_titles(row_template="{row_name}", col_template="{col_name}")
+    mark_flagged(g, tables, data, "distance")
     return g.figure
 
 
@@ -184,6 +216,7 @@ def depth_profile(tables):
         )
     g.set_axis_labels("layer (input side first)", "log10 gradient norm")
     g.set_titles(row_template="{row_name}", col_template="{col_name}")
+    mark_flagged(g, tables, data, "position")
     g.tight_layout()
     return g.figure
 
@@ -295,11 +328,12 @@ FIGURES = [
      "for the top recurrent layer; one line per configuration (mean over seeds), at initialization "
      "(top) and after the last epoch (bottom). A line that falls as the distance grows is a gradient "
      "that vanishes going back in time (its slope is log10 of the per-step decay factor); a rising "
-     "line explodes."),
+     "line explodes. † at the end of a line after training: its arm did not learn within budget."),
     ("depth_gradients", "Gradients through depth", depth_profile,
      "log10 of each layer's weight-gradient norm on the probe batch, layers in model order (input "
      "side first), at initialization and after the last epoch. Falling toward the input side means "
-     "the early layers learn slowly (vanishing with depth)."),
+     "the early layers learn slowly (vanishing with depth). † at the end of a line after training: its "
+     "arm did not learn within budget."),
     ("clipping", "Clip rate and gradient direction", clip_threshold,
      "Per run, the fraction of steps where clipping changed the gradient (left) and the mean cosine "
      "between the raw and the clipped gradient over those steps (right), against the threshold. "
