@@ -463,3 +463,299 @@ def test_a_verdict_that_changes_at_twice_the_budget_is_budget_sensitive(tmp_path
             history = pd.read_parquet(result.exp_dir / "runs" / spec["run_id"] / "history.parquet")
             reached += bool((history["val/accuracy"] >= target).any())
         assert f"| clip={clip} | {reached}/3 |" in md
+
+
+# ---------------------------------------------------------------------------------------------
+# Gaps found by mutation testing (docs/MUTATION.md): every expected number computed independently.
+
+
+def threshold_rule(**extra) -> object:
+    body = {"metric": "final/val/loss", "where": {"arm": "a"}, "value": 0.5, **extra}
+    return parse_rule({"threshold": body})
+
+
+def test_threshold_reason_p_value_and_greater_direction_by_hand():
+    values = [0.61, 0.72, 0.66, 0.7]
+    verdict = evaluate(threshold_rule(direction="greater"), frame({"a": values}))
+    low, high = DescrStatsW(np.array(values)).tconfint_mean()
+    mean = np.mean(values)
+    assert verdict.side == verdict.verdict == "supported" and verdict.kind == "threshold"
+    assert verdict.ci == pytest.approx((low, high), rel=1e-9)
+    assert verdict.p_value == pytest.approx(scipy.stats.ttest_1samp(values, 0.5).pvalue, rel=1e-9)
+    assert verdict.reason.startswith(f"mean > 0.5: mean {mean:.4g}, 95% ")
+    assert f"CI [{low:.4g}, {high:.4g}], n=4; p = " in verdict.reason
+    assert "None" not in verdict.reason
+    assert [g.label for g in verdict.groups] == ["arm=a"]
+    assert evaluate(
+        threshold_rule(direction="greater", value=0.9), frame({"a": values})
+    ).verdict == ("contradicted")
+    less = evaluate(threshold_rule(value=0.9), frame({"a": values}))
+    assert less.reason.startswith("mean < 0.9: ") and less.verdict == "supported"
+
+
+def test_a_threshold_with_too_few_values_names_every_reason():
+    # 6 planned: 1 ok, 1 failed, 1 missing, 2 diverged left out, 1 ok without a value.
+    runs = frame(
+        {"a": [0.3, None, None, np.nan, np.nan, np.nan]},
+        status={"a": ["ok", "failed", "missing", "diverged", "diverged", "ok"]},
+    )
+    verdict = evaluate(threshold_rule(diverged="exclude"), runs)
+    assert verdict.verdict == "inconclusive" and verdict.p_value != verdict.p_value  # NaN
+    assert verdict.reason == (
+        "inconclusive: group arm=a has 1 usable value(s) of final/val/loss (4 finished, 1 failed,"
+        " 1 not run yet, 2 diverged, 3 without a finite value of 6 planned); needs 3"
+    )
+    assert len(verdict.groups) == 1 and verdict.groups[0].n_excluded == 3
+    # The excluded runs come first: the values after them are still collected.
+    later = frame({"a": [np.nan, np.nan, 0.3, 0.4]}, status={"a": ["diverged", "ok", "ok", "ok"]})
+    group = evaluate(threshold_rule(diverged="exclude", min_seeds=2), later).groups[0]
+    assert group.values == [0.3, 0.4] and group.seeds == [2, 3] and group.n_excluded == 2
+
+
+def test_the_interval_sides_are_strict_at_the_boundary():
+    # Three equal values: the interval is the point 0.5 itself, on neither side of 0.5.
+    runs = frame({"a": [0.5, 0.5, 0.5]})
+    for direction in ("less", "greater"):
+        verdict = evaluate(threshold_rule(direction=direction, counts=False), runs)
+        assert verdict.ci == (0.5, 0.5) and verdict.side == "inconclusive"
+    # Paired differences of exactly +-0.25 against a margin of 0.25: inside is strict too.
+    base = [1.0, 2.0, 3.0]
+
+    def equivalent(shift, margin=0.25):
+        runs = frame({"a": [x + shift for x in base], "b": base})
+        rule = {"metric": "final/val/loss", "a": {"arm": "a"}, "b": {"arm": "b"}, "margin": margin}
+        return evaluate(parse_rule({"equivalent": {**rule, "paired": True}}), runs)
+
+    for shift in (0.25, -0.25):
+        verdict = equivalent(shift)
+        assert verdict.ci == (shift, shift) and verdict.verdict == "inconclusive"
+    outside = equivalent(-0.5)
+    assert outside.verdict == "contradicted" and outside.estimate == -0.5
+    assert outside.reason == "|A-B| < 0.25: A-B = -0.5, 95% constant CI [-0.5, -0.5] (3 seed pairs)"
+    assert [g.label for g in outside.groups] == ["arm=a", "arm=b"]
+    few = evaluate(
+        parse_rule(
+            {
+                "equivalent": {
+                    "metric": "final/val/loss",
+                    "a": {"arm": "a"},
+                    "b": {"arm": "b"},
+                    "margin": 0.1,
+                }
+            }
+        ),
+        frame({"a": [0.2, 0.3], "b": [0.2, 0.3, 0.4]}),
+    )
+    assert few.verdict == "inconclusive" and few.kind == "equivalent" and "needs 3" in few.reason
+
+
+def test_holm_covers_threshold_leaves_and_reads_the_leafs_confidence():
+    values = [0.55, 0.60, 0.58]  # one-sample t against 0.5: p between 0.025 and 0.05
+    p = scipy.stats.ttest_1samp(values, 0.5).pvalue
+    assert 0.025 < p < 0.05
+    rows = frame({"a": values})
+    rows["final/val/accuracy"] = rows["final/val/loss"]
+    one = {"where": {"arm": "a"}, "value": 0.5, "direction": "greater"}
+    both = evaluate(
+        parse_rule(
+            {
+                "all": [
+                    {"threshold": {"metric": "final/val/loss", **one}},
+                    {"threshold": {"metric": "final/val/accuracy", **one}},
+                ]
+            }
+        ),
+        rows,
+    )
+    assert [v.verdict for v in both.leaves()] == ["inconclusive", "inconclusive"]
+    assert both.leaves()[0].p_holm == pytest.approx(2 * p)
+    assert both.leaves()[0].reason.endswith(
+        f"; p = {p:.3g}, Holm-adjusted p = {2 * p:.3g} over 2 test(s)"
+        ": not significant after the correction"
+    )
+    assert both.reason == "all of 2 rules: 2 inconclusive"
+    # p = 0.06 > 0.05 but < 0.10: significant at confidence 0.90 only.
+    wide = [0.54, 0.62, 0.57]
+    p90 = scipy.stats.ttest_1samp(wide, 0.5).pvalue
+    assert 0.05 < p90 < 0.10
+    rule = {"metric": "final/val/loss", **one, "confidence": 0.9}
+    at90 = evaluate(parse_rule({"threshold": rule}), frame({"a": wide}))
+    low, high = DescrStatsW(np.array(wide)).tconfint_mean(alpha=0.1)
+    assert at90.ci == pytest.approx((low, high), rel=1e-9) and at90.verdict == "supported"
+    # An interval that covers the value is inconclusive without blaming the correction.
+    covered = evaluate(threshold_rule(), frame({"a": [0.4, 0.6, 0.5]}))
+    assert covered.verdict == "inconclusive" and "not significant" not in covered.reason
+
+
+def test_combine_reasons_and_any_without_a_supported_rule():
+    runs = frame({"a": [0.20, 0.25, 0.22], "b": [0.50, 0.61, 0.55]})
+    good = {"metric": "final/val/loss", "a": {"arm": "a"}, "b": {"arm": "b"}, "direction": "less"}
+    bad = {**good, "direction": "greater"}
+    missing = {**good, "metric": "nope"}
+    mixed = evaluate(parse_rule({"all": [{"compare": good}, {"compare": bad}]}), runs)
+    assert mixed.reason == "all of 2 rules: 1 supported, 1 contradicted"
+    undecided = evaluate(parse_rule({"any": [{"compare": bad}, {"compare": missing}]}), runs)
+    assert undecided.verdict == "inconclusive"
+    assert undecided.reason == "any of 2 rules: 1 contradicted, 1 inconclusive"
+    evidence = evaluate(parse_rule({"any": [{"compare": {**good, "counts": False}}]}), runs)
+    assert (evidence.verdict, evidence.reason) == ("inconclusive", "any: no rule that counts")
+
+
+def test_transforms_use_the_transformed_values_and_their_worst():
+    # Accuracy, log10: negative values, so the metric's [0, 1] range must not cut the interval.
+    acc = [0.5, 0.25, 0.125, np.nan]
+    runs = frame(
+        {"a": acc}, status={"a": ["ok", "ok", "ok", "diverged"]}, metric="final/val/accuracy"
+    )
+    rule = {"metric": "final/val/accuracy", "where": {"arm": "a"}, "value": 0.0, "better": "higher"}
+    logs = np.log10([0.5, 0.25, 0.125])
+    verdict = evaluate(parse_rule({"threshold": {**rule, "transform": "log10"}}), runs)
+    # The diverged run gets the worst (smallest, higher is better) transformed value.
+    assert verdict.groups[0].values == pytest.approx([*logs, logs.min()])
+    expected = DescrStatsW(np.array([*logs, logs.min()])).tconfint_mean()
+    assert verdict.ci == pytest.approx(expected, rel=1e-9) and verdict.ci[1] < 0
+    absolute = evaluate(parse_rule({"threshold": {**rule, "transform": "abs_log10"}}), runs)
+    assert absolute.groups[0].values == pytest.approx([*-logs, (-logs).min()])
+    # Zero and negative values have no logarithm: left out, not -inf.
+    zero = frame({"a": [0.0, -1.0, 10.0, 100.0, 1000.0]}, metric="final/val/accuracy")
+    for how, expected_values in (("log10", [1.0, 2.0, 3.0]), ("abs_log10", [1.0, 2.0, 3.0])):
+        group = evaluate(parse_rule({"threshold": {**rule, "transform": how}}), zero).groups[0]
+        assert group.values == pytest.approx(expected_values) and group.n_excluded == 2
+    tiny = frame({"a": [0.01, 0.1, 0.001]}, metric="final/val/accuracy")
+    group = evaluate(parse_rule({"threshold": {**rule, "transform": "abs_log10"}}), tiny).groups[0]
+    assert group.values == pytest.approx([2.0, 1.0, 3.0])
+    # negate: a loss (lower is better) negated is higher-is-better, so its worst is the minimum.
+    loss = frame({"a": [0.2, 0.4, np.nan]}, status={"a": ["ok", "ok", "diverged"]})
+    group = evaluate(threshold_rule(transform="negate", min_seeds=2), loss).groups[0]
+    assert group.values == pytest.approx([-0.2, -0.4, -0.4])
+
+
+def test_an_accuracy_interval_is_cut_to_the_metric_range_by_hand():
+    values = [0.99, 0.6, 0.98]
+    low, high = DescrStatsW(np.array(values)).tconfint_mean()
+    assert high > 1.0
+    rule = {"metric": "final/val/accuracy", "where": {"arm": "a"}, "value": 0.5}
+    verdict = evaluate(parse_rule({"threshold": rule}), frame({"a": values}, metric=rule["metric"]))
+    assert verdict.ci == pytest.approx((low, 1.0), rel=1e-9)
+    # The difference of two accuracies stays inside [-1, 1].
+    a, b = [1.0, 0.0, 1.0], [0.0, 1.0, 0.0]
+    welch = CompareMeans(DescrStatsW(np.array(a)), DescrStatsW(np.array(b))).tconfint_diff(
+        usevar="unequal"
+    )
+    assert -1 < welch[0] and welch[1] > 1
+    runs = frame({"a": a, "b": b}, metric="final/val/accuracy")
+    difference = evaluate(compare("greater", metric="final/val/accuracy"), runs)
+    assert difference.ci == pytest.approx((welch[0], 1.0), rel=1e-9)
+
+
+def test_an_interval_spec_reaches_every_leaf_and_seeds_the_bootstrap():
+    from keras_ablate.analysis.stats import IntervalSpec
+
+    # Six values: the default is a bootstrap; a `t` spec gives statsmodels' t interval.
+    values = [0.31, 0.35, 0.29, 0.4, 0.33, 0.37]
+    other = [0.5, 0.52, 0.49, 0.55, 0.6, 0.51]
+    runs = frame({"a": values, "b": other})
+    t = IntervalSpec(kind="t")
+    nested = parse_rule(
+        {
+            "all": [
+                {
+                    "threshold": {
+                        "metric": "final/val/loss",
+                        "where": {"arm": "a"},
+                        "value": 0.5,
+                        "confidence": 0.9,
+                    }
+                }
+            ]
+        }
+    )
+    leaf = evaluate(nested, runs, t).leaves()[0]
+    assert leaf.ci == pytest.approx(DescrStatsW(np.array(values)).tconfint_mean(0.1), rel=1e-9)
+    welch = CompareMeans(DescrStatsW(np.array(values)), DescrStatsW(np.array(other)))
+    for kind in ("compare", "equivalent"):
+        body = {"metric": "final/val/loss", "a": {"arm": "a"}, "b": {"arm": "b"}}
+        body |= {"margin": 0.5} if kind == "equivalent" else {}
+        verdict = evaluate(parse_rule({"all": [{kind: body}]}), runs, t).leaves()[0]
+        assert verdict.ci == pytest.approx(welch.tconfint_diff(usevar="unequal"), rel=1e-9)
+        assert verdict.groups[0].ci == pytest.approx(DescrStatsW(np.array(values)).tconfint_mean())
+        assert verdict.groups[1].ci == pytest.approx(DescrStatsW(np.array(other)).tconfint_mean())
+    # The bootstrap's seed is the spec's: two seeds, two intervals; the same seed, the same one.
+    one = evaluate(threshold_rule(), runs, IntervalSpec(seed=1)).ci
+    assert evaluate(threshold_rule(), runs, IntervalSpec(seed=1)).ci == one
+    assert evaluate(threshold_rule(), runs, IntervalSpec(seed=2)).ci != one
+    # P(A > B)'s bootstrap too.
+    mixed = frame({"a": [0.5, 0.3, 0.6, 0.4, 0.55, 0.35], "b": [0.45, 0.5, 0.4, 0.6, 0.5, 0.42]})
+    better = [evaluate(compare(), mixed, IntervalSpec(seed=s)).p_better for s in (1, 1, 2)]
+    assert better[0] == better[1] and (better[0].low, better[0].high) != (
+        better[2].low,
+        better[2].high,
+    )
+
+
+def test_paired_runs_match_by_seed_not_by_row_order():
+    rows = [
+        {"run_id": "a2", "arm": "a", "seed": 2, "status": "ok", "final/val/loss": 3.1},
+        {"run_id": "a0", "arm": "a", "seed": 0, "status": "ok", "final/val/loss": 1.1},
+        {"run_id": "a1", "arm": "a", "seed": 1, "status": "ok", "final/val/loss": 2.1},
+        {"run_id": "b0", "arm": "b", "seed": 0, "status": "ok", "final/val/loss": 1.0},
+        {"run_id": "b1", "arm": "b", "seed": 1, "status": "ok", "final/val/loss": 2.0},
+        {"run_id": "b3", "arm": "b", "seed": 3, "status": "ok", "final/val/loss": 9.0},
+    ]
+    runs = pd.DataFrame(rows)
+    verdict = evaluate(compare("greater", paired=True, min_seeds=2), runs)
+    assert verdict.groups[0].seeds == [2, 0, 1]
+    assert verdict.estimate == pytest.approx(0.1) and verdict.ci == pytest.approx((0.1, 0.1))
+    assert verdict.reason.startswith("A > B: A-B = 0.1, 95% constant CI [0.1, 0.1] (2 seed pairs)")
+    few = evaluate(compare("greater", paired=True), runs)
+    assert few.verdict == "inconclusive" and few.kind == "compare"
+    assert few.reason == "inconclusive: 2 seed pair(s), needs 3"
+    assert [g.label for g in few.groups] == ["arm=a", "arm=b"]
+
+
+def test_compare_margin_reason_and_p_value_by_hand():
+    a, b = [0.2, 0.25, 0.22], [0.5, 0.6, 0.55]
+    verdict = evaluate(compare("less", margin=-0.1), frame({"a": a, "b": b}))
+    p = scipy.stats.ttest_ind(np.array(a) + 0.1, b, equal_var=False).pvalue
+    assert verdict.p_value == pytest.approx(p, rel=1e-9)
+    low, high = verdict.ci
+    assert verdict.reason.startswith(f"A < B by -0.1: A-B = {np.mean(a) - np.mean(b):.4g}, 95% ")
+    assert f"CI [{low:.4g}, {high:.4g}] (n=3, 3); P(A < B) = 1.00 [1.00, 1.00]; p = " in (
+        verdict.reason
+    )
+    # Unpaired P(A > B) counts all 9 pairs: A wins 2 (0.6 > 0.5, 0.6 > 0.55), ties none.
+    unpaired = evaluate(compare("greater"), frame({"a": [0.6, 0.1, 0.2], "b": [0.5, 0.55, 0.7]}))
+    assert unpaired.p_better.value == pytest.approx(2 / 9)
+    assert unpaired.reason.startswith("A > B: ") and "; P(A > B) = 0.22" in unpaired.reason
+    assert unpaired.side == "inconclusive"
+    # Paired, the same values: A wins seed 0 only -> 1/3.
+    paired = evaluate(
+        compare("greater", paired=True), frame({"a": [0.6, 0.1, 0.2], "b": [0.5, 0.55, 0.7]})
+    )
+    assert paired.p_better.value == pytest.approx(1 / 3)
+
+
+def test_a_selector_key_that_is_not_a_column_selects_nothing():
+    rule = {"metric": "final/val/loss", "where": {"optimizer": "adam"}, "value": 0.5}
+    verdict = evaluate(parse_rule({"threshold": rule}), frame({"a": [0.1, 0.2, 0.3]}))
+    assert verdict.groups[0].n_planned == 0 and verdict.verdict == "inconclusive"
+    everything = evaluate(parse_rule({"threshold": {**rule, "where": {}}}), frame({"a": [0.1]}))
+    assert everything.groups[0].label == "all runs" and everything.groups[0].n_planned == 1
+    two = evaluate(
+        parse_rule({"threshold": {**rule, "where": {"arm": "a", "seed": 0}}}),
+        frame({"a": [0.1, 0.2]}),
+    )
+    assert two.groups[0].label == "arm=a, seed=0" and two.groups[0].values == [0.1]
+
+
+def test_the_worst_value_ignores_failed_runs_and_may_not_exist():
+    # The failed run of b recorded 5.0 before failing: not a finished run, so not the worst.
+    runs = frame(
+        {"a": [0.2, 0.21, np.nan], "b": [0.5, 0.6, 5.0]},
+        status={"a": ["ok", "ok", "diverged"], "b": ["ok", "ok", "failed"]},
+    )
+    assert evaluate(compare("less"), runs).groups[0].values == [0.2, 0.21, 0.6]
+    # No finite value anywhere: every diverged run is left out and counted.
+    nothing = frame({"a": [np.nan] * 3}, status={"a": ["diverged"] * 3})
+    group = evaluate(threshold_rule(), nothing).groups[0]
+    assert group.values == [] and group.n_excluded == 3
