@@ -512,3 +512,20 @@ def test_anytime_of_a_loss_takes_the_epochs_highest_value_for_a_diverged_seed():
         [1.0, (0.8 + 0.9 + 0.9) / 3, (0.6 + 0.7 + 0.7) / 3]
     )
     assert budgets.anytime(tables, "val/accuracy").empty  # no such curve
+
+
+def test_anytime_with_an_interval_spec_keeps_the_interval_inside_the_accuracy_range():
+    from keras_ablate.analysis import stats
+
+    frame = budgets.anytime(_tables(), spec=stats.IntervalSpec(kind="t"))
+    lstm = frame[frame["architecture"] == "lstm"].set_index("epoch")
+    # Epoch 4: 0.95, 0.94, 0.8; the Student t interval's top (scipy) is above 1, kept at 1.
+    values = [0.95, 0.94, 0.8]
+    low, high = scipy_stats.t.interval(0.95, 2, loc=np.mean(values), scale=scipy_stats.sem(values))
+    assert high > 1
+    assert lstm.loc[4, ["ci_low", "ci_high"]].tolist() == pytest.approx([low, 1.0])
+    assert {"interval", "clipped"} <= set(frame.columns)
+    # Without a spec (the figures' bands): plain t, no extra columns.
+    plain = budgets.anytime(_tables()).set_index(["architecture", "epoch"])
+    assert plain.loc[("lstm", 4), "ci_high"] == pytest.approx(high)
+    assert "interval" not in plain.columns
