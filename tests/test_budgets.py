@@ -124,6 +124,9 @@ def test_did_not_learn_flags_a_stuck_loss_and_a_score_at_the_majority_share():
         0.95, 2, loc=np.mean([0.56, 0.54, 0.55]), scale=scipy_stats.sem([0.56, 0.54, 0.55])
     )
     assert detail.loc["gru", ["ci_low", "ci_high"]].tolist() == pytest.approx([low, high])
+    assert detail.loc["gru", "reason"] == (
+        f"score 0.55 [{low:.3g}, {high:.3g}] is at majority share 0.55"
+    )
     assert detail.loc["lstm", "reason"] == ""
 
 
@@ -363,6 +366,7 @@ def test_the_threshold_without_a_target_is_the_fraction_of_the_best_finished_ok_
         "steps_to_threshold",
     ]  # fmt: skip
     assert seeds.set_index("run_id").loc["lstm1", "epochs_to_threshold"] == 1
+    assert seeds["steps_to_threshold"].dtype == float  # NaN for the unsolved, not None
 
 
 def test_seeds_are_listed_in_seed_order_and_an_arm_with_only_failed_runs_has_no_median():
