@@ -759,3 +759,17 @@ def test_the_worst_value_ignores_failed_runs_and_may_not_exist():
     nothing = frame({"a": [np.nan] * 3}, status={"a": ["diverged"] * 3})
     group = evaluate(threshold_rule(), nothing).groups[0]
     assert group.values == [] and group.n_excluded == 3
+
+
+def test_a_run_table_without_a_status_column_counts_every_run_as_finished():
+    # claim_table always writes `status`; a hand-built table may not. Its runs are all "ok".
+    runs = frame({"a": [0.4, 0.3, 0.2]}).drop(columns="status")
+    verdict = evaluate(
+        parse_rule(
+            {"threshold": {"metric": "final/val/loss", "where": {"arm": "a"}, "value": 0.5}}
+        ),
+        runs,
+    )
+    (group,) = verdict.groups
+    assert (group.n_finished, group.n_diverged, len(group.values)) == (3, 0, 3)
+    assert group.mean == pytest.approx(0.3)

@@ -90,7 +90,7 @@ def group_values(
     mine = _transform(
         pd.to_numeric(finished[leaf.metric], errors="coerce").to_numpy(float), leaf.transform
     )
-    diverged = (finished["status"] == "diverged").to_numpy() if len(finished) else np.zeros(0, bool)
+    diverged = (status[finished.index] == "diverged").to_numpy()
     values, seeds = [], []
     seed_column = (
         finished["seed"].tolist() if "seed" in finished.columns else list(range(len(finished)))
