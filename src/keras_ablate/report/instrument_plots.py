@@ -117,6 +117,8 @@ def mark_flagged(g, tables, data: pd.DataFrame, x: str) -> int:
     runs = getattr(tables, "runs", None)
     if runs is None or runs.empty or "configuration" not in data.columns:
         return 0
+    if getattr(tables, "info", None) is None:  # a bare frame holder (no analysis.load Tables)
+        return 0
     settings = _settings(tables)
     flagged = settings[budgets.run_flags(tables, runs)]
     keys = [c for c in ("architecture", "configuration") if c in data.columns]
