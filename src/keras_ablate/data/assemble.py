@@ -64,12 +64,7 @@ def build(
         texts, y = texts[keep], y[keep]
     test_texts = y_test = None
     if test is not None:
-        y_test, _ = label_ids(test[1], class_names)
-        test_idx = np.arange(len(y_test))
-        if opts.n_max is not None and opts.n_max < len(y_test):
-            test_idx = stratified_take(y_test, opts.n_max / len(y_test), rng, minimum=1)
-        test_idx = rng.permutation(test_idx)
-        test_texts, y_test = np.asarray(test[0], dtype=object)[test_idx], y_test[test_idx]
+        test_texts, y_test = _given_split(test, class_names, opts, rng)
     elif split_test:
         # The held-out split is taken first, stratified, leaving each class enough to train on
         # (and to validate on, when validation is split off too).
@@ -95,12 +90,7 @@ def build(
     else:
         train_idx = rng.permutation(len(y))
         train_texts, y_train = texts[train_idx], y[train_idx]
-        val_y, _ = label_ids(val[1], class_names)
-        val_idx = np.arange(len(val_y))
-        if opts.n_max is not None and opts.n_max < len(val_y):
-            val_idx = stratified_take(val_y, opts.n_max / len(val_y), rng, minimum=1)
-        val_idx = rng.permutation(val_idx)
-        val_texts, y_val = np.asarray(val[0], dtype=object)[val_idx], val_y[val_idx]
+        val_texts, y_val = _given_split(val, class_names, opts, rng)
     splits = [train_texts, val_texts] + ([test_texts] if test_texts is not None else [])
     encoded, vocabulary, lengths = tokenize(splits, opts)
     meta = {"source": source, **(meta or {}), **length_stats(lengths, opts.max_length)}
@@ -228,3 +218,14 @@ def dataset(name, x_train, y_train, x_val, y_val, vocab_size, class_names, meta)
         class_names=list(class_names),
         meta=meta,
     )
+
+
+def _given_split(records, class_names, opts, rng) -> tuple[np.ndarray, np.ndarray]:
+    """A split the user gave as its own file (val_path, test_path): its labels as ids, at most
+    n_max examples (stratified), shuffled."""
+    y, _ = label_ids(records[1], class_names)
+    idx = np.arange(len(y))
+    if opts.n_max is not None and opts.n_max < len(y):
+        idx = stratified_take(y, opts.n_max / len(y), rng, minimum=1)
+    idx = rng.permutation(idx)
+    return np.asarray(records[0], dtype=object)[idx], y[idx]
