@@ -202,17 +202,12 @@ def _threshold_text(result) -> str:
 
     if result.tables is None or result.tables.runs.empty:
         return ""
+    from keras_ablate.analysis.metrics import curve_metric
     from keras_ablate.scoring import higher_is_better
 
     metric = budgets._metric(result.tables, None)
     sign = ">=" if higher_is_better(metric) else "<="
-    return f"{metrics_curve(metric)} {sign} {_fmt(budgets.threshold_for(result.tables, metric))}"
-
-
-def metrics_curve(metric: str) -> str:
-    from keras_ablate.analysis.metrics import curve_metric
-
-    return curve_metric(metric)
+    return f"{curve_metric(metric)} {sign} {_fmt(budgets.threshold_for(result.tables, metric))}"
 
 
 def rate_figure(result, path: Path) -> Path | None:
