@@ -186,16 +186,18 @@ def run_claim(
         runner.run_grid(claim.specs, exp_dir, console=console, workers=workers)
     spec = interval_spec(exp)
     tables = load(exp_dir)
+    # Every run of the claim: under a protocol, the rates not selected too.
+    every = tables.all_runs if tables.all_runs is not None else tables.runs
     table = add_missing(
         claim_table(exp_dir, [s.run_id for s in claim.specs], tables),
         claim.specs,
-        _run_ids(tables.all_runs if tables.all_runs is not None else tables.runs),
+        _run_ids(every),
     )
     verdict = evaluate(claim.rule, table, spec)
     result = ClaimResult(claim, verdict, table, exp_dir, _statuses(table))
     result.protocol = tables.protocol if exp.protocol is not None else None
     result.tables = tables
-    result.training_s = _training_s(tables.all_runs if tables.all_runs is not None else tables.runs)
+    result.training_s = _training_s(every)
     factor = float(exp.claim.budget_check)
     if factor > 1:
         specs = budget_specs(claim.specs, table, factor)
