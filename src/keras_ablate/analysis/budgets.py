@@ -123,16 +123,6 @@ def per_seed(
     return out
 
 
-def _groups(frame: pd.DataFrame, keys: list[str]):
-    """(record of the arm's axes, its rows) per arm, in the frame's arm order."""
-    if not keys:
-        return [({}, frame)]
-    return [
-        (dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True)), part)
-        for key, part in frame.groupby(keys, observed=True, sort=True, dropna=False)
-    ]
-
-
 def _arms(tables: Tables) -> pd.DataFrame:
     """Every arm with at least one run, in the order of the axes' levels."""
     keys = arm_keys(tables)
