@@ -476,30 +476,37 @@ def test_run_metrics_of_partial_sources():
     assert out["cosine_clipped"].tolist() == pytest.approx([0.7])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: timestep_metrics takes the probes' n_examples column as a series key "
-    "(instruments.py:13/42), so a padded batch splits one series (docs/MUTATION.md)",
-)
-def test_timestep_metrics_fit_one_series_whatever_the_example_count_per_distance():
-    # training/probes.py writes n_examples = how many examples reach each distance; with
-    # padding it falls with the distance (here 8, 8, 5, 2), and the series is still one.
-    distance = np.arange(4)
+def test_timestep_metrics_fit_one_series_per_example_whatever_the_example_count_per_distance():
+    # training/probes.py writes n_examples = how many examples reach each distance; with padding
+    # it falls with the distance (here 8, 8, 5, 2, and none at the last) and the series is
+    # still one. Every example's gradient is 0.5**d at its d-th step back, so the row's
+    # grad_norm (root of the sum of squares over the examples there) is sqrt(n) 0.5**d, and the
+    # per-example factor is 0.5 whatever the counts. (Before the fix n_examples was taken as a
+    # series key: three rows, decay NaN / NaN / 0.5, t0_ratio 1 / 1 / 0.5.)
+    distance = np.arange(5)
+    count = np.array([8, 8, 5, 2, 0])
     frame = pd.DataFrame(
         {
             "run_id": "a",
             "epoch": 0,
             "layer": "rnn_0",
-            "t": 3 - distance,
+            "t": 4 - distance,
             "distance": distance,
-            "grad_norm": 0.5**distance,
-            "n_examples": [8, 8, 5, 2],
+            "grad_norm": np.sqrt(count) * 0.5**distance,
+            "n_examples": count,
         }
     )
     out = instruments.timestep_metrics(frame)
-    assert len(out) == 1
+    assert len(out) == 1 and "n_examples" not in out.columns
     assert out["decay_factor"].iloc[0] == pytest.approx(0.5)
-    assert out["t0_ratio"].iloc[0] == pytest.approx(0.125)  # norm at t=0 (0.5**3) / at t=3 (1)
+    # The earliest position reached (distance 3, t = 1) over the last (distance 0): 0.5**3.
+    assert out["t0_ratio"].iloc[0] == pytest.approx(0.125)
+    # The summed norm alone would have decayed faster: sqrt(2/8) 0.5**3 at distance 3.
+    summed = instruments.fit_decay(distance[:4], frame["grad_norm"][:4])
+    assert summed < 0.45
+    # Without the count column (runs recorded before it) the norm is taken as it is.
+    plain = instruments.timestep_metrics(frame.drop(columns="n_examples").iloc[:4])
+    assert plain["decay_factor"].iloc[0] == pytest.approx(summed)
 
 
 def test_plain_turns_a_categorical_run_id_into_strings_and_leaves_other_frames():

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 # Columns that locate one measurement series; everything else in a probe table is a key.
-_TIMESTEP_VALUES = ("t", "distance", "grad_norm")
+_TIMESTEP_VALUES = ("t", "distance", "grad_norm", "n_examples")
 _DEPTH_VALUES = ("layer", "position", "grad_norm")
 
 
@@ -37,12 +37,34 @@ def _ratio(numerator: float, denominator: float) -> float:
     return float(numerator / denominator)
 
 
+def per_example_norm(timesteps: pd.DataFrame) -> pd.Series:
+    """||dL/dh|| per example that reaches the distance: grad_norm / sqrt(n_examples).
+
+    A probe row's grad_norm is the root of the sum of squares over the examples that reach that
+    distance (training/probes.py). On padded text fewer examples reach far back, so the sum
+    shrinks with the distance even where no example's gradient does; dividing by the root of
+    the count gives the root mean square per example, whose decay is the gradient's own. Without
+    padding every row has the whole batch and this only rescales the series. Rows no example
+    reaches are NaN; a table without `n_examples` (older runs) keeps grad_norm.
+    """
+    norm = timesteps["grad_norm"].astype(float)
+    if "n_examples" not in timesteps.columns:
+        return norm
+    count = timesteps["n_examples"].astype(float)
+    return (norm / np.sqrt(count)).where(count > 0)
+
+
 def timestep_metrics(timesteps: pd.DataFrame) -> pd.DataFrame:
-    """One row per series (run_id, epoch, layer, ...): `decay_factor` and `t0_ratio` = norm(t=0) / norm(t=T-1)."""
+    """One row per series (run_id, epoch, layer, ...) of the per-example norm (per_example_norm):
+    `decay_factor` (fit_decay) and `t0_ratio` = norm at the earliest position any example reaches
+    (t = 0 without padding) / norm at the last one (t = T-1)."""
     keys = [c for c in timesteps.columns if c not in _TIMESTEP_VALUES]
     rows = []
     if not timesteps.empty:
-        for key, group in timesteps.groupby(keys, sort=True):
+        frame = timesteps.assign(grad_norm=per_example_norm(timesteps))
+        if "n_examples" in frame.columns:
+            frame = frame[frame["n_examples"] > 0]
+        for key, group in frame.groupby(keys, sort=True):
             group = group.sort_values("t")
             rows.append(
                 (

@@ -89,7 +89,7 @@ GLOSSARY: dict[str, str] = {
     "gap/accuracy": "final train accuracy - final val accuracy (overfitting)",
     "gap/loss": "final val loss - final train loss (overfitting)",
     "gate_mean/<gate>/init|final": "first recurrent layer: mean gate value on the probe batch",
-    "decay_factor/<layer>/init|final": "per-step factor of ||dL/dh_t|| going back in time",
+    "decay_factor/<layer>/init|final": "per-step factor of ||dL/dh_t|| per example, going back in time",
     "t0_ratio/<layer>/init|final": "||dL/dh_0|| / ||dL/dh_T-1|| on the probe batch",
     "depth_ratio/init|final": "probe-batch grad norm of the first body layer / the last one",
     "saturated/final, dead/final": "mean over layers of saturated / dead units after training",

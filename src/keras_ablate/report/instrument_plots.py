@@ -150,6 +150,8 @@ def timestep_profiles(tables):
     parts = timesteps["layer"].str.split("/", n=1, expand=True)
     timesteps = timesteps.assign(base=parts[0], direction=parts[1] if parts.shape[1] > 1 else None)
     timesteps["direction"] = timesteps["direction"].fillna("one-way")
+    # Per example that reaches the distance, as the decay factor is fitted (padded text).
+    timesteps["grad_norm"] = instruments.per_example_norm(timesteps)
     order = _layer_order(tables, timesteps)
     top = order.groupby(timesteps["run_id"]).transform("max")
     data = _log_norm_by_configuration(tables, timesteps[order == top], "distance")
@@ -164,7 +166,7 @@ def timestep_profiles(tables):
         col="architecture" if "architecture" in data.columns else None,
         facet_kws={"sharey": False}, **args,
     )  # fmt: skip
-    g.set_axis_labels("distance from the output (steps)", "log10 ||dL/dh_t||")
+    g.set_axis_labels("distance from the output (steps)", "log10 ||dL/dh_t|| per example")
     g.set_titles(row_template="{row_name}", col_template="{col_name}")
     mark_flagged(g, tables, data, "distance")
     return g.figure
