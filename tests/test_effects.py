@@ -223,9 +223,9 @@ def test_decide_is_holm_at_the_given_alpha_and_seeds_use_the_strictest_level():
         table["seeds_needed_min"].iloc[3]
     )
     # A stricter alpha resolves less and needs more seeds.
-    strict_table = _table([{"p_value": v} for v in p])
+    strict_table = _table([{"p_value": v} for v in (0.004, 0.03, 0.2, math.nan)])
     effects.decide(strict_table, alpha=0.01)
-    assert strict_table["resolved"].tolist() == [True, False, False, False]
+    assert strict_table["resolved"].tolist() == [False] * 4  # 3 x 0.004 = 0.012 > 0.01
     assert strict_table.attrs["alpha"] == 0.01
     assert strict_table["seeds_needed"].iloc[1] == math.ceil((_z(0.01 / 3) * 0.1 / 0.05) ** 2)
     assert strict_table["seeds_needed"].iloc[1] > n
@@ -389,3 +389,244 @@ def test_anova_partial_eta_squared_from_statsmodels_sums_of_squares():
     assert none_left[0] is None and none_left[1] == "no residual degrees of freedom: add seeds"
     flat = effects.anova(_tables(one.assign(arch="x", clip="y"), ["arch", "clip"]))
     assert flat[0] is None and flat[1] == "no axis has two levels among the finished runs"
+
+
+# ---------------------------------------------------------------- settings reach every table
+
+
+def _wide() -> pd.DataFrame:
+    """Axis a with levels x, y, z (3 seeds); y - x has a t interval past 1 (cut to [-1, 1])."""
+    scores = {"x": (0.0, 0.0, 0.3), "y": (1.0, 0.4, 1.0), "z": (0.5, 0.6, 0.9)}
+    rows = [
+        {"a": level, "seed": seed, "score": v, "status": "ok"}
+        for level, values in scores.items()
+        for seed, v in enumerate(values)
+    ]
+    return pd.DataFrame(rows)
+
+
+def test_the_interval_kind_bounds_and_resamples_of_the_experiment_reach_every_table():
+    info = {
+        "analysis": {"interval": "t", "resamples": 500},
+        "derived": {"metric": "val/accuracy", "higher_is_better": True},
+    }
+    tables = _tables(_wide(), ["a"], info)
+    d = np.array([1.0, 0.4, 0.7])  # y - x per seed
+    high = d.mean() + sps.t.ppf(0.975, 2) * d.std(ddof=1) / math.sqrt(3)
+    assert high > 1
+    main = effects.main_effects(tables).set_index("level")
+    assert main.loc["y", "diff_high"] == 1.0 and main.loc["y", "diff_clipped"]
+    assert main.loc["y", "diff_interval"] == "paired t" and main.loc["y", "interval"] == "t"
+    assert main.attrs["resamples"] == 500 and main.attrs["interval"].startswith("95 % Student t")
+    y = np.array([1.0, 0.4, 1.0])
+    assert main.loc["y", "ci_high"] == 1.0 and main.loc["y", "clipped"]  # t interval past 1
+    assert y.mean() + sps.t.ppf(0.975, 2) * y.std(ddof=1) / math.sqrt(3) > 1
+    pairs = effects.pairwise(tables).set_index(["a", "b"])
+    assert pairs.loc[("x", "y"), "diff_low"] == -1.0 and pairs.loc[("x", "y"), "diff_clipped"]
+    assert pairs.loc[("x", "y"), "diff_interval"] == "paired t"
+    assert pairs.attrs["resamples"] == 500
+    config = effects.by_configuration(tables, ["score"]).set_index("a")
+    assert config.loc["y", "ci_high"] == 1.0 and config.loc["y", "interval"] == "t"
+    # The default interval (bootstrap) where the experiment names none: below 5 runs, t (n<5).
+    default = _tables(_wide(), ["a"], {"analysis": {}})
+    default.info["analysis"] = {}
+    boot = effects.main_effects(default).set_index("level")
+    assert (
+        boot.loc["y", "interval"] == "t (n<5)"
+        and boot.loc["y", "diff_interval"] == "paired t (n<5)"
+    )
+    assert boot.attrs["resamples"] == 2000 and "bootstrap" in boot.attrs["interval"]
+
+
+def test_interaction_cells_use_the_experiments_interval_and_range():
+    runs = _grid(
+        {
+            ("a", "p"): (0.9, 1.0, 0.95, 1.0),
+            ("a", "q"): (0.5, 0.6, 0.55, 0.5),
+            ("b", "p"): (0.7, 0.72, 0.8, 0.75),
+            ("b", "q"): (0.3, 0.1, 0.2, 0.25),
+        }
+    )
+    info = {"derived": {"metric": "val/accuracy"}}
+    cells = effects.interactions(_tables(runs, ["arch", "clip"], info))[("arch", "clip")]
+    cell = cells.set_index(["arch", "clip"]).loc[("a", "p")]
+    x = np.array([0.9, 1.0, 0.95, 1.0])
+    assert x.mean() + sps.t.ppf(0.975, 3) * x.std(ddof=1) / 2 > 1
+    assert cell["ci_high"] == 1.0 and cell["clipped"] and cell["interval"] == "t"
+    assert list(cells.columns) == ["arch", "clip", "n_runs", "n_finished", "n_diverged",
+                                   "n_failed", "divergence_rate", "n", "mean", "std",
+                                   "ci_low", "ci_high", "iqm", "interval", "clipped",
+                                   "n_flagged"]  # fmt: skip
+
+
+def test_a_lower_is_better_metric_turns_p_better_around_in_every_table():
+    info = {"derived": {"metric": "val/loss", "higher_is_better": False}}
+    tables = _tables(_wide(), ["a"], info)
+    main = effects.main_effects(tables).set_index("level")
+    assert main.loc["y", "p_better"] == 0.0  # y's loss is higher on every seed: never better
+    pairs = effects.pairwise(tables).set_index(["a", "b"])
+    assert pairs.loc[("x", "y"), "p_better"] == 1.0
+    # A loss has no upper bound: the interval past 1 is not cut.
+    assert main.loc["y", "diff_high"] > 1 and not main.loc["y", "diff_clipped"]
+
+
+def test_min_effect_and_the_adaptive_alpha_reach_main_effects_and_pairwise():
+    info = {"analysis": {"interval": "t", "min_effect": 0.2}, "adaptive": {"alpha_per_look": 0.01}}
+    tables = _tables(_wide(), ["a"], info)
+    for table in (effects.main_effects(tables), effects.pairwise(tables)):
+        assert table.attrs["alpha"] == 0.01
+        family = table.attrs["family"]
+        open_ = table[~table["resolved"] & table["p_value"].notna()]
+        assert len(open_)
+        for row in open_.to_dict("records"):
+            n = math.ceil((_z(0.01 / family) * row["diff_sd"] / 0.2) ** 2)  # paired
+            assert row["seeds_needed_min"] == max(2, n)
+
+
+def test_the_table_columns_are_exactly_the_documented_ones():
+    tables = _tables(_grid(SCORES), ["arch", "clip"])
+    diff = ["diff", "diff_low", "diff_high", "diff_n", "diff_method", "diff_interval",
+            "diff_clipped", "p_better", "p_better_low", "p_better_high", "p_value", "diff_sd",
+            "diff_per_seed", "p_holm", "resolved", "seeds_needed", "seeds_needed_min"]  # fmt: skip
+    main = effects.main_effects(tables)
+    assert list(main.columns) == ["axis", "level", "reference", "n_runs", "n_finished",
+                                  "n_diverged", "n_failed", "divergence_rate", "n", "mean", "std",
+                                  "ci_low", "ci_high", "iqm", "interval", "clipped", *diff,
+                                  "n_flagged", "budget_note"]  # fmt: skip
+    assert main["level"].dtype == object and main["reference"].dtype == object
+    pairs = effects.pairwise(tables)
+    assert list(pairs.columns) == ["axis", "a", "b", *diff]
+    assert pairs["a"].dtype == object and pairs["b"].dtype == object
+
+
+def test_a_missing_value_column_gives_empty_tables_not_an_error():
+    tables = _tables(_grid(SCORES), ["arch", "clip"])
+    assert effects.main_effects(tables, "nope").empty
+    assert effects.pairwise(tables, "nope").empty
+    assert effects.interactions(tables, "nope") == {}
+    assert effects.anova(tables, "nope") == (None, "no finished runs")
+    assert effects.by_configuration(tables, ["nope"]).empty
+    out = effects.reference_tests(tables, "nope")
+    assert out.empty and list(out.columns) == ["axis", "level", "reference", "diff", "p_value", "n"]
+    no_axes = effects.reference_tests(_tables(_grid(SCORES), []))
+    assert no_axes.empty and list(no_axes.columns) == list(out.columns)
+
+
+def test_reference_tests_of_a_level_without_runs_count_zero():
+    tables = _tables(_grid(SCORES), ["arch", "clip"])
+    tables.levels["arch"] = ["rnn", "lstm", "gru", "cnn"]
+    out = effects.reference_tests(tables).set_index(["axis", "level"])
+    assert out.loc[("arch", "cnn"), "n"] == 0 and math.isnan(out.loc[("arch", "cnn"), "p_value"])
+
+
+def test_pairwise_skips_two_level_axes_and_includes_an_axis_at_max_levels():
+    runs = _grid(SCORES)
+    # clip (2 levels) comes first and is skipped; arch (3 levels) is still compared.
+    tables = _tables(runs, ["clip", "arch"])
+    table = effects.pairwise(tables, max_levels=3)
+    assert set(table["axis"]) == {"arch"} and len(table) == 3
+
+
+def test_counts_leave_out_unused_categories_and_rate_a_single_finished_run():
+    runs = _grid({("rnn", "none"): (0.5, 0.6), ("lstm", "none"): (0.7, 0.8)},
+                 {("rnn", "none", 0): "failed", ("rnn", "none", 1): "diverged"})  # fmt: skip
+    runs["arch"] = pd.Categorical(runs["arch"], ["rnn", "lstm", "cnn"])
+    out = effects.counts(runs, ["arch"]).set_index("arch")
+    assert list(out.index) == ["rnn", "lstm"]
+    assert out.loc["rnn", "n_finished"] == 1 and out.loc["rnn", "divergence_rate"] == 1.0
+
+
+def test_budget_notes_name_the_flagged_arms_of_the_level_and_its_reference():
+    runs = _grid(SCORES)
+    tables = _tables(runs, ["arch", "clip"])
+    flagged = [("rnn", "none"), ("rnn", "norm"), ("gru", "none"), ("gru", "norm")]
+    tables.budget = pd.DataFrame(
+        {
+            "arch": [a for a, _ in flagged] + ["lstm", "lstm"],
+            "clip": [c for _, c in flagged] + ["none", "norm"],
+            "did_not_learn": [True] * 4 + [False, False],
+        }
+    )
+    main = effects.main_effects(tables).set_index(["axis", "level"])
+    lstm = main.loc[("arch", "lstm")]  # lstm vs rnn: rnn's two arms
+    assert lstm["n_flagged"] == 2
+    assert lstm["budget_note"] == (
+        "† may be budget- or rate-limited: 2 arm(s) involved did not learn within budget "
+        "(arch=rnn, clip=none; arch=rnn, clip=norm)"
+    )
+    assert main.loc[("arch", "rnn"), "n_flagged"] == 2  # the reference row: its own arms
+    assert main.loc[("arch", "gru"), "n_flagged"] == 4  # gru and its reference rnn
+    assert main.loc[("arch", "gru"), "budget_note"].endswith(
+        "(arch=rnn, clip=none; arch=rnn, clip=norm; arch=gru, clip=none; and 1 more: see Budgets)"
+    )
+    # Three arms are named without "more".
+    tables.budget.loc[3, "did_not_learn"] = False
+    three = effects.main_effects(tables).set_index(["axis", "level"]).loc[("arch", "gru")]
+    assert three["n_flagged"] == 3 and three["budget_note"].endswith("arch=gru, clip=none)")
+    cells = effects.interactions(tables)[("arch", "clip")].set_index(["arch", "clip"])
+    assert (
+        cells.loc[("rnn", "none"), "n_flagged"] == 1
+        and cells.loc[("lstm", "none"), "n_flagged"] == 0
+    )
+
+
+def test_samples_pair_from_two_pairs_and_count_runs_per_seed_on_each_side():
+    two = pd.DataFrame(
+        {
+            "a": ["x", "y", "x", "y"],
+            "o": ["p", "p", "q", "q"],
+            "seed": 0,
+            "score": [1.0, 2.0, 1.5, 2.5],
+        }
+    )
+    a, b, paired, sd, per_seed, n = effects.samples(two, ["a", "o"], "a", "y", "x", "score")
+    assert paired and n == 2 and per_seed == 2.0  # two pairs from one seed
+    # Unpaired: y has 3 runs of seed 0, x 2 runs of seed 5 (one seed each): min(3, 2).
+    one_seed = pd.DataFrame(
+        {"a": ["y", "y", "y", "x", "x"], "o": ["p", "q", "r", "p", "q"],
+         "seed": [0, 0, 0, 5, 5], "score": [1.0, 2.0, 3.0, 0.0, 1.0]}
+    )  # fmt: skip
+    assert effects.samples(one_seed, ["a", "o"], "a", "y", "x", "score")[4] == 2.0
+    # x's 2 runs from 2 seeds: one run per seed on that side, so 1.
+    two_seeds = one_seed.assign(seed=[0, 0, 0, 5, 6])
+    assert effects.samples(two_seeds, ["a", "o"], "a", "y", "x", "score")[4] == 1.0
+
+
+@pytest.mark.filterwarnings("ignore::statsmodels.tools.sm_exceptions.SingularMatrixWarning")
+def test_anova_keeps_the_interactions_with_one_residual_df_and_is_type_ii():
+    import statsmodels.formula.api as smf
+    from statsmodels.stats.anova import anova_lm
+
+    def runs_of(cells):
+        return pd.DataFrame(
+            [{"f": f, "g": g, "seed": s, "score": v, "status": "ok"} for f, g, s, v in cells]
+        )
+
+    five = runs_of([("a", "p", 0, 1.0), ("a", "q", 0, 2.0), ("b", "p", 0, 3.0),
+                    ("b", "q", 0, 5.0), ("b", "q", 1, 5.5)])  # fmt: skip
+    table, note = effects.anova(_tables(five, ["f", "g"]))
+    assert note.endswith(
+        "main effects and two-way interactions; 5 runs, 1 residual degrees of freedom"
+    )
+    four = five.iloc[:4]
+    table, note = effects.anova(_tables(four, ["f", "g"]))
+    assert note.endswith("main effects only; 4 runs, 1 residual degrees of freedom")
+    three = five.iloc[:3]
+    assert effects.anova(_tables(three, ["f", "g"])) == (
+        None,
+        "no residual degrees of freedom: add seeds",
+    )
+    # max_axes: two axes at max_axes=2 still interact; at 1 they do not.
+    assert "interactions" in effects.anova(_tables(five, ["f", "g"]), max_axes=2)[1]
+    assert (
+        "main effects only"
+        in effects.anova(_tables(_grid(SCORES), ["arch", "clip"]), max_axes=1)[1]
+    )
+    # Unbalanced (one run dropped): type II sums of squares, which differ from type I here.
+    runs = _grid(SCORES).iloc[1:]
+    table, _ = effects.anova(_tables(runs, ["arch", "clip"]))
+    model = smf.ols("score ~ C(arch) * C(clip)", data=runs).fit()
+    two, one = anova_lm(model, typ=2), anova_lm(model, typ=1)
+    got = table.set_index("term")
+    assert got.loc["arch", "sum_sq"] == pytest.approx(two.loc["C(arch)", "sum_sq"])
+    assert abs(two.loc["C(arch)", "sum_sq"] - one.loc["C(arch)", "sum_sq"]) > 1e-6
