@@ -374,3 +374,90 @@ def test_the_interval_spec_from_info_and_its_description():
     assert "999 resamples, seed 4" in text and text.startswith("95 % bootstrap")
     assert "fewer than 5 runs" in text
     assert S.IntervalSpec(confidence=0.9).describe().startswith("90 % ")
+
+
+# ---------------------------------------------------------------- from the mutation survivors
+
+
+NINETY = S.IntervalSpec("t", resamples=999, seed=5, confidence=0.9)
+BOOT90 = S.IntervalSpec("bootstrap", resamples=999, seed=5, confidence=0.9)
+
+
+def test_the_confidence_level_reaches_every_interval():
+    d = [0.1, 0.3, 0.2, 0.25]
+    ref = sps.ttest_1samp(d, 0).confidence_interval(0.9)
+    assert S.paired_interval(d, 0.9)[1:] == pytest.approx((ref.low, ref.high))
+    a, b = [0.7, 0.9, 0.8], [0.5, 0.6, 0.4, 0.55]
+    ref = sps.ttest_ind(a, b, equal_var=False).confidence_interval(0.9)
+    est = S.difference_estimate(a, b, False, NINETY)
+    assert (est.low, est.high) == pytest.approx((ref.low, ref.high))
+    x = np.array([0.2, 0.5, 0.1, 0.4, 0.3, 0.9])
+    low, high, _ = S.bootstrap_interval((x,), S._mean, BOOT90)
+    assert (float(low), float(high)) == pytest.approx(
+        _scipy_bootstrap((x,), np.mean, S.expanded_confidence(6, 0.9), "BCa")
+    )
+    p = S.probability_of_improvement(x, x[::-1] * 0.9, True, BOOT90)
+    d = x - x[::-1] * 0.9
+    ref = _scipy_bootstrap(
+        (d,), lambda v, axis=-1: np.mean((v > 0) + 0.5 * (v == 0), axis=axis),
+        S.expanded_confidence(6, 0.9), "BCa",
+    )  # fmt: skip
+    assert p.method == "BCa" and (p.low, p.high) == pytest.approx(ref)
+    group = [0.2, 0.4, 0.3]
+    low, high, _ = S.mean_bands([group], NINETY)
+    assert (low[0], high[0]) == pytest.approx(S.mean_interval(group, 0.9))
+    frame = pd.DataFrame({"g": ["a"] * 3, "x": group})
+    out = S.group_intervals(frame, ["g"], ["x"], confidence=0.9)
+    assert (out["ci_low"].iloc[0], out["ci_high"].iloc[0]) == pytest.approx(
+        S.mean_interval(group, 0.9)
+    )
+
+
+def test_three_values_already_get_bca_and_one_constant_group_is_not_a_constant_difference():
+    x = np.array([0.1, 0.5, 0.3])
+    low, high, method = S.bootstrap_interval((x,), S._mean, BOOT)
+    assert method == "BCa"
+    assert (float(low), float(high)) == pytest.approx(
+        _scipy_bootstrap((x,), np.mean, S.expanded_confidence(3), "BCa")
+    )
+    est = S.difference_estimate([0.7, 0.7], [0.5, 0.6, 0.7], False, S.T)
+    ref = sps.ttest_ind([0.7, 0.7], [0.5, 0.6, 0.7], equal_var=False).confidence_interval()
+    assert est.method == "welch" and (est.low, est.high) == pytest.approx((ref.low, ref.high))
+
+
+def test_unpaired_wins_count_ties_as_half():
+    # (1 vs 1) tie, (1 vs 1) tie, (2 vs 1) win, (2 vs 1) win: (0.5 + 0.5 + 1 + 1) / 4.
+    assert S.probability_of_improvement([1.0, 2.0], [1.0, 1.0], False).value == 0.75
+    assert S._wins_unpaired(np.array([1.0, 1.0]), np.array([1.0, 2.0])) == 0.25
+
+
+def test_friedman_from_two_blocks():
+    r = S.friedman_nemenyi([[0.9, 0.8, 0.7], [0.7, 0.9, 0.6]])
+    assert r is not None and r.blocks == 2
+    assert r.mean_ranks.tolist() == pytest.approx([1.5, 1.5, 3.0])
+
+
+def test_mean_bands_go_on_after_a_short_group_and_bootstrap_groups_of_two_sizes():
+    groups = [[0.5], [0.61, 0.65, 0.70, 0.58, 0.66], [0.5, 0.52, 0.61, 0.4, 0.55, 0.3]]
+    low, high, methods = S.mean_bands(groups, BOOT)
+    assert methods == ["", "BCa", "BCa"]
+    for i, n in ((1, 5), (2, 6)):
+        ref = _scipy_bootstrap((np.array(groups[i]),), np.mean, S.expanded_confidence(n), "BCa")
+        assert (low[i], high[i]) == pytest.approx(ref)  # one group of each size: same draws
+
+
+def test_group_intervals_leave_out_unused_categories_take_the_metrics_range_and_number_rows():
+    frame = pd.DataFrame(
+        {
+            "g": pd.Categorical(["a", "a", "a", "b", "b"], ["a", "b", "unused"]),
+            "final/val/accuracy": [0.9, 1.0, 0.95, 0.6, 0.7],
+            "y": [1.0, 2.0, 3.0, 4.0, 5.0],
+        }
+    )
+    out = S.group_intervals(frame, ["g"], ["final/val/accuracy", "y"], spec=S.T)
+    assert list(out.index) == [0, 1, 2, 3] and "unused" not in set(out["g"])
+    a = out.iloc[0]
+    x = np.array([0.9, 1.0, 0.95])
+    assert x.mean() + sps.t.ppf(0.975, 2) * x.std(ddof=1) / math.sqrt(3) > 1
+    assert a["ci_high"] == 1.0 and a["clipped"]  # scoring.metric_range: an accuracy
+    assert not out.iloc[2]["clipped"]  # y has no range
