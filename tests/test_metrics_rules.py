@@ -126,6 +126,12 @@ def test_score_without_a_usable_run_leaves_diverged_runs_nan():
     np.testing.assert_array_equal(out, [NAN, NAN])
 
 
+def test_score_reads_a_missing_final_as_nan():
+    # A JSON null in a record: no value, as NaN.
+    out = metrics.score([0.5, None], [False, False], np.array([True, True]), True)
+    np.testing.assert_array_equal(out, [0.5, NAN])
+
+
 def test_score_takes_integer_flags_as_booleans():
     # diverged given as 0 / 1 (a claim table's 1.0 / 0.0): ~1 of an int array would be -2.
     out = metrics.score([0.4, 0.2], np.array([0, 1]), np.array([True, True]), True)
@@ -384,16 +390,55 @@ def test_add_derived_scores_targets_and_areas_of_a_higher_is_better_test_metric(
 
 def test_add_derived_puts_each_runs_records_on_its_row():
     tables = _experiment()
+    tables.runs.index = [7, 3, 5, 1]  # any index: the columns follow the rows
     records = {"c": {"init/loss": 0.9, "gap/loss": 0.2}, "a": {"init/loss": 1.2}}
     metrics.add_derived(tables, records)
+    assert list(tables.runs.index) == [7, 3, 5, 1] and len(tables.runs) == 4
     _assert_values(tables.runs["init/loss"], [1.2, NAN, 0.9, NAN])
     _assert_values(tables.runs["gap/loss"], [NAN, NAN, 0.2, NAN])
-    assert list(tables.runs.index) == [0, 1, 2, 3]
+    _assert_values(tables.runs["plateau/train/accuracy"], [1, 0, NAN, NAN])
+    _assert_values(tables.runs["cosine_clipped"], [0.8, NAN, NAN, NAN], rel=1e-6)
 
 
 def test_add_derived_rejects_a_record_that_reuses_a_derived_name():
     with pytest.raises(ValueError, match="share a name.*score"):
         metrics.add_derived(_experiment(), {"a": {"score": 1.0}})
+    # Or the name of a plateau or instrument column added with it.
+    with pytest.raises(ValueError, match="share a name.*plateau/train/accuracy"):
+        metrics.add_derived(_experiment(), {"a": {"plateau/train/accuracy": 1.0}})
+
+
+def test_add_derived_plateau_of_a_validation_metric_is_added_once():
+    tables = _experiment({"metric": "val/accuracy"})
+    metrics.add_derived(tables)
+    assert tables.info["derived"]["curve_metric"] == "val/accuracy"
+    assert list(tables.runs.columns).count("plateau/val/accuracy") == 1
+    _assert_values(tables.runs["plateau/val/accuracy"], [0, 1, NAN, NAN])
+    _assert_values(tables.runs["score"], [0.9, 0.6, 0.6, NAN])
+
+
+def test_add_derived_without_records_plateaus_or_probes_adds_only_its_own_columns():
+    runs = pd.DataFrame(
+        {"run_id": ["a", "b"], "status": ["ok", "ok"], "final/val/loss": [0.5, 0.25]}
+    )
+    history = [("a", 1, "val/loss", 0.5), ("b", 1, "val/loss", 0.25)]
+    steps = [("a", 0, "loss", "", 1.0), ("a", 1, "loss", "", 0.5)]
+    tables = _tables(runs, history, steps)
+    metrics.add_derived(tables, {})
+    added = set(tables.runs.columns) - {"run_id", "status", "final/val/loss"}
+    assert added == {*metrics.DERIVED, "reached_target"}
+    _assert_values(tables.runs["score"], [0.5, 0.25])
+    # Target 0.25 / 0.9: a never meets it.
+    _assert_values(tables.runs["epochs_to_target"], [NAN, 1])
+
+
+def test_add_derived_of_a_metric_no_run_recorded():
+    tables = _experiment({"metric": "val/f1"})
+    metrics.add_derived(tables)
+    assert tables.info["derived"]["target"] is None
+    assert tables.info["derived"]["higher_is_better"] is True
+    _assert_values(tables.runs["score"], [NAN] * 4)
+    _assert_values(tables.runs["reached_target"], [0, 0, 0, NAN])
 
 
 def test_add_derived_lower_is_better_with_a_configured_fraction():
@@ -461,16 +506,16 @@ def _f32(values) -> np.ndarray:
 
 
 def _run_steps(n: int = 20) -> dict[str, np.ndarray]:
-    loss = np.linspace(2.0, 0.1, n)
     return {
+        "run_id": np.array(["r"] * n),
         "step": np.arange(n),
         "epoch": np.arange(n) // 5,
-        "loss": _f32(loss),
+        "loss": _f32(np.linspace(0.9, 0.05, n)),
         "grad/global_norm": _f32([0.5, 4.0, 0.0, 2.0, 8.0] + [1.0] * (n - 5)),
         "grad/cosine": _f32([NAN, 0.4, 0.9] + [1.0] * (n - 3)),
-        "grad/norm/rnn_0": _f32([3.0] * n),
+        "grad/norm/rnn_0": _f32([3.0] + [5.0] * (n - 1)),
         "grad/norm/conv_k3_1": _f32([9.0] * n),
-        "grad/norm/dense_2": _f32([1.5] * n),
+        "grad/norm/dense_2": _f32([0.5] + [7.0] * (n - 1)),
         "grad/norm/output": _f32([100.0] * n),  # not a hidden layer
     }
 
@@ -482,11 +527,11 @@ def test_record_metrics_of_the_steps():
     for column in ("loss", "grad/global_norm", "grad/norm/rnn_0", "grad/norm/output"):
         assert out[f"init/{column}"] == float(steps[column][0])
     assert math.isnan(out["init/grad/cosine"])
-    assert not {"init/step", "init/epoch"} & set(out)
+    assert not {"init/step", "init/epoch", "init/run_id"} & set(out)
     assert out["max/grad/global_norm"] == 8.0
     assert out["min/grad/cosine"] == pytest.approx(0.4, rel=1e-6)
     # Depth ratio: the first hidden layer over the last one (the output layer is not hidden).
-    assert out["init/grad/depth_ratio"] == 2.0
+    assert out["init/grad/depth_ratio"] == 6.0  # 3 / 0.5 at the first step
     # Population std of the float32 logs of the finite positive norms (the 0 is left out).
     norms = steps["grad/global_norm"]
     logs = np.log10(norms[norms > 0]).astype(np.float64)
@@ -560,6 +605,24 @@ def test_record_metrics_gap_needs_both_splits():
     out = metrics.record_metrics({}, {"history": history})
     assert "gap/accuracy" not in out and "gap/loss" not in out
     assert "mean/train/loss" not in out
+    # A history without epochs, of a run that did not diverge: read as written.
+    no_epoch = {"train/loss": np.array([1.0, 0.5]), "val/loss": np.array([2.0, 0.75])}
+    out = metrics.record_metrics({}, {"history": no_epoch})
+    assert out == {
+        "gap/loss": 0.25,
+        "epoch1/train/loss": 1.0,
+        "epoch1/val/loss": 2.0,
+        "mean/train/loss": 0.75,
+    }
+
+
+def test_record_metrics_of_a_float32_history_compute_in_float64():
+    values = _f32([0.7, 0.3, 0.1])
+    history = {"epoch": np.arange(1, 4), "train/loss": values, "val/loss": _f32([0.9, 0.6, 0.2])}
+    out = metrics.record_metrics({}, {"history": history})
+    wide = values.astype(np.float64)
+    assert out["mean/train/loss"] == (wide[0] + wide[1] + wide[2]) / 3
+    assert out["gap/loss"] == np.float64(np.float32(0.2)) - wide[2]
 
 
 @pytest.mark.parametrize(
