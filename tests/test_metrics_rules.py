@@ -4,6 +4,7 @@ its docstring and GLOSSARY; every expected number is counted by hand or computed
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -237,7 +238,8 @@ def test_loss_auc_of_one_value_is_zero_and_any_non_finite_value_makes_it_nan():
     assert out["one"] == 0.0
     assert math.isnan(out["nan"]) and math.isnan(out["inf"])
     assert out["ok"] == 2.0
-    assert metrics.loss_auc(frame.iloc[0:0], "epoch").empty
+    empty = metrics.loss_auc(frame.iloc[0:0], "epoch")
+    assert empty.empty and empty.dtype == np.float64
 
 
 # ---------------------------------------------------------------------------------------------
@@ -382,8 +384,8 @@ def test_add_derived_scores_targets_and_areas_of_a_higher_is_better_test_metric(
     assert "plateau/train/loss" not in runs.columns and "plateau/val/loss" not in runs.columns
     # The probe instruments by row: a's mean cosine over its clipped steps (0.9, 0.7).
     _assert_values(runs["cosine_clipped"], [0.8, NAN, NAN, NAN], rel=1e-6)
-    for column in metrics.DERIVED:
-        assert column in runs.columns
+    for column in (*metrics.DERIVED, "reached_target"):
+        assert runs[column].dtype == (bool if column == "diverged" else np.float64), column
     assert len(runs) == 4 and list(runs["run_id"]) == ["a", "b", "c", "d"]
     assert runs.columns.is_unique
 
@@ -398,6 +400,19 @@ def test_add_derived_puts_each_runs_records_on_its_row():
     _assert_values(tables.runs["gap/loss"], [NAN, NAN, 0.2, NAN])
     _assert_values(tables.runs["plateau/train/accuracy"], [1, 0, NAN, NAN])
     _assert_values(tables.runs["cosine_clipped"], [0.8, NAN, NAN, NAN], rel=1e-6)
+
+
+def test_add_derived_columns_follow_the_runs_order_not_the_tables_order():
+    tables = _experiment()
+    tables.runs = tables.runs.iloc[::-1].reset_index(drop=True)  # d, c, b, a
+    metrics.add_derived(tables, {"a": {"init/loss": 1.2}})
+    assert list(tables.runs["run_id"]) == ["d", "c", "b", "a"]
+    _assert_values(tables.runs["score"], [NAN, 0.70, 0.70, 0.80])
+    _assert_values(tables.runs["epochs_to_target"], [NAN, 1, NAN, 3])
+    _assert_values(tables.runs["grad/clip_rate"], [NAN, NAN, 0.0, 0.5])
+    _assert_values(tables.runs["plateau/train/accuracy"], [NAN, NAN, 0, 1])
+    _assert_values(tables.runs["cosine_clipped"], [NAN, NAN, NAN, 0.8], rel=1e-6)
+    _assert_values(tables.runs["init/loss"], [NAN, NAN, NAN, 1.2])
 
 
 def test_add_derived_rejects_a_record_that_reuses_a_derived_name():
@@ -563,8 +578,25 @@ def test_record_metrics_of_few_or_non_finite_steps():
     assert out["max/grad/global_norm"] == 100.0
     assert "init/grad/depth_ratio" not in out  # one hidden layer
     assert "loss_ratio" not in out and "min/grad/cosine" not in out
-    zero = metrics.record_metrics({}, {"steps": {"loss": _f32([0.0] * 6 + [1.0])}})
+    # The first 5 losses are 0: no ratio (the 6th step does not count).
+    zero = metrics.record_metrics({}, {"steps": {"loss": _f32([0.0] * 5 + [1.0, 1.0])}})
     assert math.isnan(zero["loss_ratio"])
+
+
+def test_record_metrics_a_nan_norm_makes_the_largest_inf_and_the_cosine_needs_no_nan():
+    steps = {"grad/global_norm": _f32([1.0, NAN, 2.0]), "grad/cosine": _f32([0.5, 0.25, 1.0])}
+    out = metrics.record_metrics({}, {"steps": steps})
+    assert out["max/grad/global_norm"] == np.inf
+    assert out["min/grad/cosine"] == 0.25
+    assert out["grad/log10_norm_std_ddof0"] == pytest.approx(np.std(np.log10([1.0, 2.0])))
+
+
+def test_record_metrics_of_an_all_nan_cosine_warn_nothing():
+    # Every step unclipped (NaN cosine): NaN, without numpy's all-NaN warning in the report log.
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = metrics.record_metrics({}, {"steps": {"grad/cosine": _f32([NAN, NAN])}})
+    assert math.isnan(out["min/grad/cosine"])
 
 
 def test_record_metrics_without_steps_or_with_empty_tables():
