@@ -84,7 +84,7 @@ GLOSSARY: dict[str, str] = {
     "max/grad/global_norm": "largest global gradient norm before clipping (inf if any is not finite)",
     "min/grad/cosine": "smallest cosine between raw and clipped gradient over training",
     "loss_ratio": "mean loss over the last 10 % of steps / mean loss over the first 5 steps",
-    "mean/train/loss": "mean over epochs of the training loss (area under the curve / epochs)",
+    "mean/train/loss": "mean of the epochs' training losses (the history's values averaged)",
     "epoch1/<m>": "a history metric after the first epoch",
     "gap/accuracy": "final train accuracy - final val accuracy (overfitting)",
     "gap/loss": "final val loss - final train loss (overfitting)",
