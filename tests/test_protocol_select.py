@@ -198,6 +198,11 @@ def test_a_rate_selected_at_either_end_of_the_list_is_flagged_as_the_edge():
         runs[runs["learning_rate"] == 0.001], ["architecture"], "val/loss", [0.001]
     )
     assert not single["at_edge"].any()
+    # Two rates: both are ends, so every selection is at the edge.
+    two = select_rates(
+        runs[runs["learning_rate"] != 0.003], ["architecture"], "val/loss", [0.001, 0.01]
+    )
+    assert two.loc[two["selected"], "at_edge"].tolist() == [True, True, True]
     # The report's protocol part counts them and marks each one.
     ids = pd.Categorical(runs["run_id"])
     frame = pd.DataFrame({"run_id": ids, "value": 1.0})

@@ -213,6 +213,9 @@ def test_the_main_effects_figure_draws_every_run_under_the_intervals(tmp_path):
         ("final/val/loss", (0.0, math.inf)),
         ("loss_ratio", None),
         ("gap/accuracy", (-1.0, 1.0)),
+        ("gap/loss", None),
+        ("min/grad/cosine", (-1.0, 1.0)),
+        ("cosine_clipped", (-1.0, 1.0)),
         ("init/grad/depth_ratio", None),
     ],
 )
