@@ -287,6 +287,35 @@ def test_layer_columns_follow_the_layers_input_side_first():
     ]
 
 
+class _Tied(keras.layers.Layer):
+    """Maps back through another layer's kernel (tied weights): it owns no variable itself."""
+
+    def __init__(self, dense, **kwargs):
+        super().__init__(**kwargs)
+        self.dense = dense
+
+    def call(self, x):
+        return x @ tf.transpose(self.dense.kernel)
+
+
+def test_a_variable_shared_by_two_layers_belongs_to_the_first_layer_only():
+    inputs = keras.Input(shape=(3,))
+    encode = keras.layers.Dense(2, name="encode")
+    out = keras.layers.Dense(1, name="out")(_Tied(encode, name="tied")(encode(inputs)))
+    model = InstrumentedModel(inputs=inputs, outputs=out)
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse", run_eagerly=True)
+    model.configure_instruments("none", 2)
+    assert model.get_layer("tied").trainable_variables  # it sees encode's kernel and bias
+    assert model.quantities[6:] == [
+        "grad/norm/encode",
+        "grad/norm/out",
+        "grad/norm_clipped/encode",
+        "grad/norm_clipped/out",
+    ]
+    model.train_on_batch(X, Y)
+    assert np.isfinite(model.step_records()[1]).all()
+
+
 def _g(*arrays):
     return [tf.constant(np.asarray(a, np.float32)) for a in arrays]
 
@@ -298,6 +327,10 @@ def test_clip_gradients_by_hand_and_at_the_threshold():
     clipped, fired = clip_gradients(g, "norm:6")
     np.testing.assert_allclose(clipped[0].numpy(), [3.0, 4.0])
     np.testing.assert_allclose(clipped[1].numpy(), [[0.0, -6.0]])
+    assert bool(fired)
+    clipped, fired = clip_gradients(g, "norm:4")  # each variable rescaled, not cut entry by entry
+    np.testing.assert_allclose(clipped[0].numpy(), [2.4, 3.2], rtol=1e-6)
+    np.testing.assert_allclose(clipped[1].numpy(), [[0.0, -4.0]], rtol=1e-6)
     assert bool(fired)
     clipped, fired = clip_gradients(g, "global_norm:6.5")
     np.testing.assert_allclose(clipped[0].numpy(), [1.5, 2.0], rtol=1e-6)
@@ -335,11 +368,18 @@ def _squares(grads):
 
 
 @pytest.mark.parametrize(
-    "clip",
-    ["none", "norm:6", "norm:12", "global_norm:6.5", "global_norm:13", "value:3.5", "value:12"],
+    "clip, g",
+    [
+        (clip, [[3.0, 4.0], [[0.0, -12.0]]])
+        for clip in ("none", "norm:6", "norm:12", "global_norm:6.5", "global_norm:13")
+        + ("value:3.5", "value:12")
+    ]
+    # Entries and scales that float32 cannot hold exactly: norm and global_norm statistics
+    # are float64 (closed form from float64 squares), to 1e-12 of the float64 hand values.
+    + [(clip, [[0.1, 0.2], [0.3]]) for clip in ("norm:0.2", "global_norm:0.25", "value:0.125")],
 )
-def test_clip_statistics_equal_the_hand_clipped_gradient(clip):
-    g = _g([3.0, 4.0], [[0.0, -12.0]])
+def test_clip_statistics_equal_the_hand_clipped_gradient(clip, g):
+    g = _g(*g)
     raw = [x.numpy().astype(np.float64) for x in g]
     if clip == "none":
         clipped, fired = raw, False
