@@ -411,3 +411,60 @@ def test_optimizer_clip_kwargs_name_the_keras_argument():
     assert optimizer_clip_kwargs("value:0.5") == {"clipvalue": 0.5}
     assert optimizer_clip_kwargs("norm:1") == {"clipnorm": 1.0}
     assert optimizer_clip_kwargs("global_norm:5") == {"global_clipnorm": 5.0}
+
+
+def _huge_model(clip):
+    """y = w x, w = 1, x = 1e10, target 0: loss 1e20 (finite in float32), dL/dw = 2e20, whose
+    float32 square (4e40) overflows: Keras's clipping norm is inf."""
+    inputs = keras.Input(shape=(1,))
+    out = keras.layers.Dense(1, use_bias=False, kernel_initializer="ones", name="out")(inputs)
+    model = InstrumentedModel(inputs=inputs, outputs=out)
+    model.compile(
+        optimizer=keras.optimizers.SGD(1e-30, **optimizer_clip_kwargs(clip)),
+        loss="mse",
+        jit_compile=False,
+        run_eagerly=True,
+    )
+    model.configure_instruments(clip, 4)
+    return model
+
+
+@pytest.mark.parametrize("clip", ["norm:1", "global_norm:1"])
+def test_clip_statistics_follow_keras_where_its_float32_norm_overflows(clip):
+    # What Keras itself applies to g = [3e19, 4e19] (float64 norm 5e19, float32 square sum inf).
+    g = tf.constant([3e19, 4e19], tf.float32)
+    var = tf.Variable([0.0, 0.0])
+    keras.optimizers.SGD(1.0, **optimizer_clip_kwargs(clip)).apply([g], [var])
+    applied = -var.numpy().astype(np.float64)
+    sq_c, dot, fired = clip_statistics([g], [squared_norm(g)], clip)
+    assert bool(fired)
+    if clip == "norm:1":
+        assert applied.tolist() == [0.0, 0.0]  # Keras: g * 1 / max(inf, 1) = 0
+        assert float(sq_c[0]) == 0.0 and float(dot) == 0.0
+    else:
+        assert np.isnan(applied).all()  # Keras: 1 * min(1/inf, 1) + (inf - inf) = NaN
+        assert np.isnan(float(sq_c[0])) and np.isnan(float(dot))
+    # Below the overflow the float64 closed form holds: [3e18, 4e18] clips to norm 1.
+    small = tf.constant([3e18, 4e18], tf.float32)
+    sq_c, _, _ = clip_statistics([small], [squared_norm(small)], clip)
+    assert float(sq_c[0]) == pytest.approx(1.0)
+
+
+def test_a_step_whose_global_clipping_overflows_is_the_first_nonfinite_step():
+    x, y = np.array([[1e10]], np.float32), np.array([[0.0]], np.float32)
+    model = _huge_model("global_norm:1")
+    model.train_on_batch(x, y)
+    assert np.isnan(model.get_layer("out").kernel.numpy()).all()  # Keras applied NaN
+    names, rows = model.step_records()
+    row = dict(zip(names, rows[0], strict=True))
+    assert row["loss"] == pytest.approx(1e20, rel=1e-6)  # finite
+    assert row["grad/global_norm"] == pytest.approx(2e20, rel=1e-6)  # finite in float64
+    assert row["grad/nonfinite"] == 1.0 and model.first_nonfinite_step == 0
+    # norm clipping zeroes the overflowing variable instead: a finite (null) step.
+    model = _huge_model("norm:1")
+    model.train_on_batch(x, y)
+    assert model.get_layer("out").kernel.numpy().tolist() == [[1.0]]
+    names, rows = model.step_records()
+    row = dict(zip(names, rows[0], strict=True))
+    assert row["grad/global_norm_clipped"] == 0.0 and row["grad/nonfinite"] == 0.0
+    assert model.first_nonfinite_step is None

@@ -47,6 +47,16 @@ def clip_gradients(grads: list[tf.Tensor], clip: str) -> tuple[list[tf.Tensor], 
     return clipped, tf.reduce_any(tf.stack([tf.reduce_any(tf.abs(g) > c) for g in grads]))
 
 
+# Keras clips in the gradients' float32: a sum of squares above this overflows to inf there.
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _keras_norm(square: tf.Tensor) -> tf.Tensor:
+    """The norm Keras's float32 clipping computes from a float64 sum of squares: inf where the
+    float32 sum overflows (entries from ~1.8e19), else its square root."""
+    return tf.where(square > _FLOAT32_MAX, tf.constant(np.inf, tf.float64), tf.sqrt(square))
+
+
 def clip_statistics(
     grads: list[tf.Tensor], squares: list[tf.Tensor], clip: str
 ) -> tuple[list[tf.Tensor], tf.Tensor, tf.Tensor]:
@@ -55,6 +65,10 @@ def clip_statistics(
     Same numbers as measuring clip_gradients' output, but norm and global_norm clipping
     only rescale, so their statistics follow from the raw squared norms in closed form:
     no clipped copy of every gradient, a smaller graph and a faster XLA compile per run.
+
+    Where the float32 norm Keras clips with overflows (a finite gradient with entries from
+    ~1.8e19), the statistics follow Keras, not the float64 norm: norm clipping scales that
+    variable to 0, global_norm clipping gives NaN (the update Keras applies is NaN).
 
     Args:
         grads: dense gradients; squares: their squared norms (sum of squares per variable),
@@ -65,7 +79,7 @@ def clip_statistics(
         return squares, tf.add_n(squares), tf.constant(False)
     if kind == "norm":
         # Each variable is scaled by s = c / max(||g||, c): ||s g||^2 = s^2 ||g||^2, <g, s g> = s ||g||^2.
-        scales = [c / tf.maximum(tf.sqrt(q), c) for q in squares]
+        scales = [c / tf.maximum(_keras_norm(q), c) for q in squares]
         fired = tf.reduce_any(tf.stack([tf.sqrt(q) > c for q in squares]))
         return (
             [s * s * q for s, q in zip(scales, squares, strict=True)],
@@ -74,7 +88,7 @@ def clip_statistics(
         )
     if kind == "global_norm":
         total = tf.add_n(squares)
-        norm = tf.sqrt(total)
+        norm = _keras_norm(total)
         scale = c * tf.minimum(1.0 / norm, 1.0 / c) + (
             norm - norm
         )  # NaN/Inf norms give NaN, as in Keras.
@@ -163,7 +177,10 @@ class InstrumentedModel(keras.Model):
         cosine = tf.where(fired, dot / (norm * norm_c), tf.constant(1.0, tf.float64))
         layer_norms = self._per_layer(sq)
         layer_norms_c = self._per_layer(sq_c)
-        nonfinite = tf.logical_not(tf.math.is_finite(loss) & tf.math.is_finite(norm))
+        # The applied update is not finite either where Keras's float32 clipping overflowed.
+        nonfinite = tf.logical_not(
+            tf.math.is_finite(loss) & tf.math.is_finite(norm) & tf.math.is_finite(norm_c)
+        )
 
         row = tf.cast(
             tf.stack(
