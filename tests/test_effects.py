@@ -280,6 +280,8 @@ def test_main_effects_rows_against_scipy_and_holm_over_the_whole_table():
         assert row["diff"] == pytest.approx((a - b).mean())
         assert row["mean"] == pytest.approx(a.mean())
         assert row["n_runs"] == 8 and row["n_finished"] == 8 and row["n_diverged"] == 0
+        d = a - b  # higher is better (the default): the share of pairs the level wins
+        assert row["p_better"] == pytest.approx(np.mean((d > 0) + 0.5 * (d == 0)))
     norm = [v for arch in ("rnn", "lstm", "gru") for v in SCORES[(arch, "norm")]]
     plain = [v for arch in ("rnn", "lstm", "gru") for v in SCORES[(arch, "none")]]
     p[("clip", "norm")] = sps.ttest_rel(norm, plain).pvalue
