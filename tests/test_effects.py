@@ -632,3 +632,18 @@ def test_anova_keeps_the_interactions_with_one_residual_df_and_is_type_ii():
     got = table.set_index("term")
     assert got.loc["arch", "sum_sq"] == pytest.approx(two.loc["C(arch)", "sum_sq"])
     assert abs(two.loc["C(arch)", "sum_sq"] - one.loc["C(arch)", "sum_sq"]) > 1e-6
+
+
+def test_the_default_limits_six_levels_for_pairs_and_six_axes_for_interactions():
+    rng = np.random.default_rng(0)
+    seven = pd.DataFrame(
+        {"k": np.repeat([f"l{i}" for i in range(7)], 2), "seed": [0, 1] * 7,
+         "score": rng.uniform(size=14), "status": "ok"}
+    )  # fmt: skip
+    assert effects.pairwise(_tables(seven, ["k"])).empty  # 7 levels: over the default 6
+    assert len(effects.pairwise(_tables(seven, ["k"]), max_levels=7)) == 21
+    axes = [f"f{i}" for i in range(7)]
+    design = pd.DataFrame(rng.integers(0, 2, size=(48, 7)).astype(str), columns=axes)
+    runs = design.assign(seed=range(48), score=rng.normal(size=48), status="ok")
+    assert "main effects only" in effects.anova(_tables(runs, axes))[1]  # 7 axes: over 6
+    assert "two-way interactions" in effects.anova(_tables(runs, axes), max_axes=7)[1]
