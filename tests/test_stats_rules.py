@@ -396,13 +396,18 @@ def test_the_confidence_level_reaches_every_interval():
     assert (float(low), float(high)) == pytest.approx(
         _scipy_bootstrap((x,), np.mean, S.expanded_confidence(6, 0.9), "BCa")
     )
-    p = S.probability_of_improvement(x, x[::-1] * 0.9, True, BOOT90)
-    d = x - x[::-1] * 0.9
+    # P(better) takes the values k/n: 12 pairs so that 90 % and 95 % give different bounds.
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(size=12), rng.normal(size=12)
+    d = a - b
+    p = S.probability_of_improvement(a, b, True, BOOT90)
     ref = _scipy_bootstrap(
         (d,), lambda v, axis=-1: np.mean((v > 0) + 0.5 * (v == 0), axis=axis),
-        S.expanded_confidence(6, 0.9), "BCa",
+        S.expanded_confidence(12, 0.9), "BCa",
     )  # fmt: skip
     assert p.method == "BCa" and (p.low, p.high) == pytest.approx(ref)
+    at_95 = S.probability_of_improvement(a, b, True, BOOT)
+    assert (p.low, p.high) != (at_95.low, at_95.high)
     group = [0.2, 0.4, 0.3]
     low, high, _ = S.mean_bands([group], NINETY)
     assert (low[0], high[0]) == pytest.approx(S.mean_interval(group, 0.9))
@@ -413,6 +418,7 @@ def test_the_confidence_level_reaches_every_interval():
     )
 
 
+@pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")  # scipy, on the constant group
 def test_three_values_already_get_bca_and_one_constant_group_is_not_a_constant_difference():
     x = np.array([0.1, 0.5, 0.3])
     low, high, method = S.bootstrap_interval((x,), S._mean, BOOT)
