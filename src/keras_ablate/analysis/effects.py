@@ -202,14 +202,12 @@ def decide(
     table["p_holm"], table["resolved"] = adjusted, reject
     strict = alpha / max(family, 1)
     records = table.to_dict("records")
-    open_ = [not r["resolved"] and np.isfinite(r["p_value"]) for r in records]
+    undecided = [not r["resolved"] and np.isfinite(r["p_value"]) for r in records]
     # Without min_effect, seeds_needed_min is NaN (it once repeated the observed-size number).
     for column, size in (("seeds_needed", None), ("seeds_needed_min", min_effect)):
         table[column] = [
-            _seeds(r, abs(r["diff"]) if column == "seeds_needed" else size, strict)
-            if undecided
-            else math.nan
-            for r, undecided in zip(records, open_, strict=True)
+            _seeds(r, size if column.endswith("min") else abs(r["diff"]), strict) if u else math.nan
+            for r, u in zip(records, undecided, strict=True)
         ]
     table.attrs["family"] = family
     table.attrs["alpha"] = alpha
