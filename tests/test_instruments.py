@@ -15,6 +15,7 @@ from keras_ablate.models.cells import gate_values
 from keras_ablate.training.loop import build_instrumented, run_one
 from keras_ablate.training.probes import Probe, ProbeCallback, kernel_spectra, probe_batch
 from keras_ablate.training.step import clip_gradients
+from tests.test_instrument_rules import _series
 
 DATA = {"name": "ngram", "options": {"n_train": 64, "n_val": 32, "seq_len": 8, "vocab_size": 20}}
 
@@ -333,21 +334,6 @@ def test_run_one_writes_probe_tables_for_every_epoch_with_the_step_layer_names()
 
 
 # --- analysis on hand-built frames ---------------------------------------------------------------
-
-
-def _series(norms, run_id="a", epoch=0, layer="rnn_0"):
-    steps = len(norms)
-    t = np.arange(steps)
-    return pd.DataFrame(
-        {
-            "run_id": run_id,
-            "epoch": epoch,
-            "layer": layer,
-            "t": t,
-            "distance": steps - 1 - t,
-            "grad_norm": norms,
-        }
-    )
 
 
 def test_fit_decay_recovers_a_geometric_factor_and_ignores_zeros():
