@@ -201,14 +201,10 @@ def decide(
     family = int(np.isfinite(table["p_value"].to_numpy(dtype=float)).sum())
     table["p_holm"], table["resolved"] = adjusted, reject
     strict = alpha / max(family, 1)
-    records = table.to_dict("records")
-    undecided = [not r["resolved"] and np.isfinite(r["p_value"]) for r in records]
-    # Without min_effect, seeds_needed_min is NaN (it once repeated the observed-size number).
-    for column, size in (("seeds_needed", None), ("seeds_needed_min", min_effect)):
-        table[column] = [
-            _seeds(r, size if column.endswith("min") else abs(r["diff"]), strict) if u else math.nan
-            for r, u in zip(records, undecided, strict=True)
-        ]
+    rows = [(r, not r["resolved"] and np.isfinite(r["p_value"])) for r in table.to_dict("records")]
+    table["seeds_needed"] = [_seeds(r, abs(r["diff"]), strict) if u else math.nan for r, u in rows]
+    # Without min_effect _seeds gives NaN (this column once repeated the observed-size number).
+    table["seeds_needed_min"] = [_seeds(r, min_effect, strict) if u else math.nan for r, u in rows]
     table.attrs["family"] = family
     table.attrs["alpha"] = alpha
 
