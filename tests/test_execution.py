@@ -37,6 +37,18 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "keras_ablate.cli", *args]
 
 
+def run_checked(path: Path, results: Path, env: dict, workers: str = "1", timeout: int = 120):
+    """`keras-ablate run` of `path` in a subprocess (a fresh TensorFlow), which must succeed."""
+    done = subprocess.run(
+        _cli("run", str(path), "--results-dir", str(results), "--workers", workers),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
 @pytest.fixture(scope="module")
 def grid(tmp_path_factory):
     """The grid file and its reference results: one uninterrupted in-process run in a subprocess."""
@@ -44,14 +56,7 @@ def grid(tmp_path_factory):
     path = root / "crash.yaml"
     path.write_text(GRID, encoding="utf-8")
     env = {**os.environ, "KERAS_ABLATE_CACHE": str(root / "cache"), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    done = subprocess.run(
-        _cli("run", str(path), "--results-dir", str(root / "reference"), "--workers", "1"),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    run_checked(path, root / "reference", env, timeout=120)
     _, specs = load_experiment(path)
     return path, specs, root / "reference" / "crash", env
 

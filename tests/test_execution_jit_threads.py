@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 
 import pytest
 
 from keras_ablate import schedule, store
 from keras_ablate.config import load_experiment
 from keras_ablate.executors import PoolExecutor
-from tests.test_execution import _cli, assert_same_records
+from tests.test_execution import assert_same_records, run_checked
 
 # The default jit_compile (auto): a gru long enough in steps x timesteps for XLA (384 steps of
 # batch 1 x 30 timesteps = 11,520 >= its break-even 11,000) and an mlp too short for it.
@@ -33,14 +32,7 @@ def test_default_jit_auto_records_are_the_same_bytes_in_process_and_in_two_worke
     _, specs = load_experiment(path)
     assert {s.settings["jit_compile"] for s in specs} == {"auto"}
     for workers in ("1", "2"):
-        done = subprocess.run(
-            _cli("run", str(path), "--results-dir", str(tmp_path / workers), "--workers", workers),
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert done.returncode == 0, done.stderr[-2000:]
+        run_checked(path, tmp_path / workers, env, workers, timeout=300)
     one, two = tmp_path / "1" / "jit", tmp_path / "2" / "jit"
     compiled = {
         s.settings["architecture"]: store.read_summary(store.run_dir(one, s.run_id))["jit_compiled"]
@@ -71,14 +63,7 @@ def two_thread_pool(tmp_path_factory):
     path = root / "threads.yaml"
     path.write_text(THREADS_GRID, encoding="utf-8")
     env = {**os.environ, "KERAS_ABLATE_CACHE": str(root / "cache"), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    done = subprocess.run(
-        _cli("run", str(path), "--results-dir", str(root / "inline"), "--workers", "1"),
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
+    run_checked(path, root / "inline", env, timeout=600)
     _, specs = load_experiment(path)
     assert {s.settings["jit_compile"] for s in specs} == {"auto"}
     exp_dir = root / "pool" / "threads"
